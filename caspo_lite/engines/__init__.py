@@ -1,0 +1,1 @@
+"""Inference engines (llama.cpp batched multi-sequence; transformers for parity/GPU)."""

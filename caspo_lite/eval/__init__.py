@@ -1,0 +1,1 @@
+"""caspo_lite.eval"""

@@ -1,0 +1,1 @@
+"""Search strategies by name: greedy, sc, bon, deepconf, cat."""

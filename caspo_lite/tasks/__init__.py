@@ -1,0 +1,1 @@
+"""Task families: load, prompt, extract answer, grade."""
