@@ -14,9 +14,8 @@ SHARED_DATA = Path(os.environ.get("CASPO_LITE_SHARED_DATA", REPO.parent / "share
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the real user dirs; the model cache is shared per session for speed."""
-    home = Path(os.environ.get("CASPO_LITE_TEST_HOME", "")) or tmp_path_factory.getbasetemp() / "home"
-    if not os.environ.get("CASPO_LITE_TEST_HOME"):
-        home = tmp_path_factory.getbasetemp() / "home"
+    fixed = os.environ.get("CASPO_LITE_TEST_HOME")  # set it to keep built models across runs
+    home = Path(fixed) if fixed else tmp_path_factory.getbasetemp() / "home"
     monkeypatch.setenv("CASPO_LITE_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
