@@ -70,6 +70,7 @@ class AnswerChosen:
     n_pruned: int
     elapsed_s: float
     votes: dict[str, float] = field(default_factory=dict)
+    reason: str = ""  # how the search stopped / how the answer was picked (e.g. a fallback)
 
 
 SearchEvent = BranchStarted | TokenGenerated | StepDone | BranchPruned | BranchFinished | AnswerChosen

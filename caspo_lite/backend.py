@@ -1,0 +1,135 @@
+"""Device and training backend: chosen once, logged with the reason, overridable (DESIGN §1.5).
+
+- ``unsloth``: a CUDA GPU is present and the ``unsloth`` extra is installed. Unsloth patches
+  transformers/TRL at import time, so it MUST be imported before ``trl`` (and before
+  ``transformers`` model classes): `import_training_stack` does that in the right order.
+- ``trl``: plain transformers + PEFT + TRL (CPU, MPS, or a CUDA GPU without the extra). A GPU
+  without the extra gets a clear note naming it, then this backend.
+
+Override with the config (``dpo.backend = "trl" | "unsloth" | "auto"``) or the environment
+(``CASPO_LITE_BACKEND``); the environment wins so a user can force the plain path on a machine
+with Unsloth installed. Like nanochat's ``flash_attention.py``: one decision, one log line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from caspo_lite.errors import BackendUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "trl", "unsloth")
+ENV_VAR = "CASPO_LITE_BACKEND"
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str  # "trl" or "unsloth"
+    device: str  # "cuda", "mps" or "cpu"
+    reason: str  # one line: why this backend (logged, written to the round's metrics)
+    note: str = ""  # advice for the user (e.g. "install caspo-lite[unsloth]"), may be empty
+
+    @property
+    def use_cpu(self) -> bool:
+        return self.device == "cpu"
+
+    @property
+    def bf16(self) -> bool:
+        """bf16 only on a CUDA GPU that supports it; CPU/MPS train in fp32 (TRL's bf16 default fails there)."""
+        if self.device != "cuda":
+            return False
+        import torch
+
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def detect_device() -> str:
+    """'cuda', 'mps' or 'cpu' (torch imported lazily: it costs seconds)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def unsloth_installed() -> bool:
+    """Whether the extra is importable, without importing it (its import patches libraries)."""
+    return importlib.util.find_spec("unsloth") is not None
+
+
+def choose_backend(requested: str = "auto", device: str | None = None, has_unsloth: bool | None = None) -> Backend:
+    """Pick the training backend once.
+
+    Args:
+        requested: "auto", "trl" or "unsloth" (config ``dpo.backend``); ``CASPO_LITE_BACKEND`` overrides it.
+        device: the device (default: detected).
+        has_unsloth: whether the extra is installed (default: looked up).
+    Raises:
+        ConfigError: an unknown backend name.
+        BackendUnavailable: "unsloth" was requested but the extra or a CUDA GPU is missing.
+    """
+    env = os.environ.get(ENV_VAR, "").strip()
+    source = f"${ENV_VAR}" if env else "dpo.backend"
+    requested = env or requested
+    if requested not in BACKENDS:
+        raise ConfigError(f"{source}: unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
+    device = device or detect_device()
+    has_unsloth = unsloth_installed() if has_unsloth is None else has_unsloth
+    if requested == "trl":
+        backend = Backend("trl", device, f"{source} = 'trl' (forced)")
+    elif requested == "unsloth":
+        if not has_unsloth:
+            raise BackendUnavailable(f"{source} = 'unsloth' but it is not installed: pip install 'caspo-lite[unsloth]'")
+        if device != "cuda":
+            raise BackendUnavailable(f"{source} = 'unsloth' needs a CUDA GPU (found {device}); use dpo.backend = 'trl'")
+        backend = Backend("unsloth", device, f"{source} = 'unsloth' (forced)")
+    elif device == "cuda" and has_unsloth:
+        backend = Backend("unsloth", device, "CUDA GPU found and the unsloth extra is installed")
+    elif device == "cuda":
+        backend = Backend(
+            "trl",
+            device,
+            "CUDA GPU found but the unsloth extra is not installed",
+            note="training runs on plain transformers+PEFT+TRL; pip install 'caspo-lite[unsloth]' for 2x speed and QLoRA",
+        )
+    else:
+        backend = Backend("trl", device, f"no CUDA GPU ({device}): transformers + PEFT + TRL")
+    log.info("training backend: %s on %s (%s)", backend.name, backend.device, backend.reason)
+    if backend.note:
+        log.warning("%s", backend.note)
+    return backend
+
+
+def import_training_stack(backend: Backend) -> dict[str, Any]:
+    """Import the training libraries in the order the backend needs; return them by name.
+
+    Unsloth must come first: importing it after trl/transformers leaves them unpatched (and
+    Unsloth warns that its optimisations are off). If trl is already imported we say so.
+    """
+    mods: dict[str, Any] = {}
+    if backend.name == "unsloth":
+        if "trl" in sys.modules:
+            log.warning("trl was imported before unsloth: Unsloth's patches may not apply to this process")
+        try:
+            import unsloth  # noqa: F401  (patches transformers/trl on import)
+            from unsloth import FastLanguageModel
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"unsloth failed to import ({exc}); pip install 'caspo-lite[unsloth]' or set {ENV_VAR}=trl"
+            ) from None
+        mods["FastLanguageModel"] = FastLanguageModel
+    import peft
+    import transformers
+    import trl
+
+    mods.update(trl=trl, peft=peft, transformers=transformers)
+    return mods

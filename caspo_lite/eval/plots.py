@@ -1,0 +1,124 @@
+"""PNG plots of an eval (matplotlib, Agg backend: no display needed).
+
+Three figures: a reliability diagram per model (one line per strategy), accuracy against
+generated tokens per strategy (the cost/quality trade-off CaT claims to move), and
+step-confidence histograms of correct vs wrong steps (how well a signal separates them).
+Each function writes one file and returns its path; a figure with no data still gets a
+file that says so, so the report never links to a missing image.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from caspo_lite.eval import metrics as M
+from caspo_lite.eval.report import GroupSummary, labelled_steps
+
+log = logging.getLogger(__name__)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return keep.strip("_.") or "model"
+
+
+def _empty(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+
+
+def reliability_diagram(groups: Sequence[GroupSummary], model: str, out: Path) -> Path:
+    """Accuracy vs mean confidence per bin, one line per strategy, diagonal = perfect."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect")
+    drawn = False
+    for g in groups:
+        if g.model != model:
+            continue
+        pts = [(b.confidence, b.accuracy, b.count) for b in g.bins if b.count]
+        if not pts:
+            continue
+        xs, ys, ns = zip(*pts, strict=True)
+        ece = g.metrics.get("calib/ece")
+        label = f"{g.strategy} (ECE {ece.fmt()})" if ece else g.strategy
+        ax.plot(xs, ys, marker="o", label=label)
+        drawn = True
+    if not drawn:
+        _empty(ax, "no confidences in [0, 1]")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"Reliability: {model}")
+    ax.legend(loc="upper left", fontsize=8)
+    path = out / f"reliability_{_slug(model)}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_tokens(groups: Sequence[GroupSummary], out: Path) -> Path:
+    """One point per (model, strategy): mean generated tokens per problem vs accuracy."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for g in groups:
+        acc, tok = g.metrics.get("eval/accuracy"), g.metrics.get("search/tokens")
+        if acc is None or tok is None or acc.value is None or tok.value is None:
+            continue
+        ax.scatter([tok.value], [acc.value], s=40)
+        ax.annotate(f"{g.strategy} ({g.model})", (tok.value, acc.value), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+        drawn = True
+    if not drawn:
+        _empty(ax, "no results")
+    ax.set(xlabel="generated tokens per problem", ylabel="accuracy", title="Accuracy vs cost", ylim=(-0.05, 1.05))
+    path = out / "accuracy_vs_tokens.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def step_confidence_histograms(
+    records: Sequence[dict[str, Any]], out: Path, signal: str = "entropy"
+) -> Path:
+    """Histograms of step confidence (``signal``) for correct vs wrong steps, one panel per model."""
+    plt = _pyplot()
+    models = list(dict.fromkeys(r["model"] for r in records)) or ["(none)"]
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        steps = labelled_steps(r for r in records if r["model"] == model)
+        drawn = False
+        for label, color in ((M.STEP_CORRECT, "tab:green"), (M.STEP_WRONG, "tab:red")):
+            vals = [s["signals"].get(signal) for s in steps if s["label"] == label]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                ax.hist(vals, bins=20, alpha=0.55, color=color, label=f"{label} ({len(vals)})")
+                drawn = True
+        if not drawn:
+            _empty(ax, "no labelled steps")
+        else:
+            ax.legend(fontsize=8)
+        ax.set(xlabel=f"step confidence ({signal})", ylabel="steps", title=model)
+    path = out / f"step_confidence_{signal}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_plots(groups: Sequence[GroupSummary], records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
+    """Every plot of the report into ``out``; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [reliability_diagram(groups, m, out) for m in dict.fromkeys(g.model for g in groups)]
+    paths.append(accuracy_vs_tokens(groups, out))
+    paths.append(step_confidence_histograms(records, out))
+    log.info("wrote %d plots to %s", len(paths), out)
+    return paths

@@ -1,0 +1,188 @@
+"""From per-problem records to metrics, summary.json and the report table.
+
+A record is one line of ``problems.jsonl`` (see `caspo_lite.eval.runner.problem_record`):
+the problem, the strategy's answer and confidence, cost, and every finished path with its
+labelled steps and per-signal step confidences. Everything here is a pure function of the
+records, so a resumed eval and a fresh one report the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from caspo_lite.eval import metrics as M
+from caspo_lite.eval.trace import STEP_SIGNALS
+
+# Columns of the report table: (metric name, header, digits).
+TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("eval/accuracy", "acc", 3),
+    ("eval/step_reliability", "step-rel", 3),
+    ("calib/ece", "ECE", 3),
+    ("calib/brier", "Brier", 3),
+    ("calib/auroc", "AUROC", 3),
+    ("step_auroc/entropy", "stepAUC H", 3),
+    ("step_auroc/margin", "margin", 3),
+    ("step_auroc/maxprob", "maxprob", 3),
+    ("step_auroc/deepconf", "deepconf", 3),
+    ("step_auroc/logprob", "logprob", 3),
+    ("step/entropy_correct", "H ok", 3),
+    ("step/entropy_wrong", "H wrong", 3),
+    ("search/tokens", "tokens", 1),
+    ("search/latency_s", "lat s", 2),
+    ("search/tokens_per_s", "tok/s", 1),
+)
+
+
+@dataclass
+class GroupSummary:
+    """The metrics of one (model, strategy) pair."""
+
+    model: str
+    strategy: str
+    n_problems: int
+    metrics: dict[str, M.Metric]
+    bins: list[M.ReliabilityBin] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "strategy": self.strategy,
+            "n_problems": self.n_problems,
+            "metrics": {name: m.to_json() for name, m in self.metrics.items()},
+            "reliability_bins": [b.to_json() for b in self.bins],
+        }
+
+
+def chosen_path(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The path whose answer the strategy returned (None when no path gave it)."""
+    idx = record.get("chosen_path")
+    paths = record.get("paths") or []
+    return paths[idx] if isinstance(idx, int) and 0 <= idx < len(paths) else None
+
+
+def labelled_steps(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every labelled step of every finished path, up to and including its first wrong step."""
+    out = []
+    for rec in records:
+        for path in rec.get("paths") or []:
+            steps = path.get("steps") or []
+            labels = [s.get("label", "unknown") for s in steps]
+            for step in steps[: M.usable_steps(labels)]:
+                if step.get("label") in (M.STEP_CORRECT, M.STEP_WRONG):
+                    out.append(step)
+    return out
+
+
+def _step_metrics(records: Sequence[dict[str, Any]]) -> dict[str, M.Metric]:
+    steps = labelled_steps(records)
+    out: dict[str, M.Metric] = {}
+    for signal in STEP_SIGNALS:
+        name = f"step_auroc/{signal}"
+        pairs = [(s["signals"].get(signal), s["label"] == M.STEP_CORRECT) for s in steps]
+        pairs = [(c, y) for c, y in pairs if c is not None]
+        if not pairs and steps:
+            out[name] = M.undefined(name, "the search recorded no per-token stats for this signal")
+        else:
+            out[name] = M.auroc([c for c, _ in pairs], [y for _, y in pairs], name=name)
+    with_h = [s for s in steps if s.get("entropy_nats") is not None]
+    out.update(M.mean_by_label([s["entropy_nats"] for s in with_h], [s["label"] for s in with_h]))
+    n_ok = sum(1 for s in steps if s["label"] == M.STEP_CORRECT)
+    out["step/n_labelled"] = M.Metric("step/n_labelled", float(len(steps)), len(steps))
+    out["step/accuracy"] = (
+        M.Metric("step/accuracy", n_ok / len(steps), len(steps))
+        if steps
+        else M.undefined("step/accuracy", "no labelled steps")
+    )
+    return out
+
+
+def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]) -> GroupSummary:
+    """All metrics of one (model, strategy) from its problem records."""
+    correct = [bool(r["correct"]) for r in records]
+    conf = [r["confidence"] if r.get("confidence") is not None else float("nan") for r in records]
+    out: dict[str, M.Metric] = {"eval/accuracy": M.accuracy(correct)}
+    chosen = [chosen_path(r) for r in records]
+    out["eval/step_reliability"] = M.step_reliability(
+        correct, [[s.get("label") for s in (p or {}).get("steps", [])] for p in chosen]
+    )
+    out["calib/ece"] = M.ece(conf, correct)
+    out["calib/brier"] = M.brier(conf, correct)
+    out["calib/auroc"] = M.auroc(conf, correct)
+    paths = [p for r in records for p in r.get("paths") or []]
+    out["calib/path_auroc"] = M.auroc(
+        [p["path_confidence"] for p in paths], [bool(p.get("correct")) for p in paths], name="calib/path_auroc"
+    )
+    out.update(_step_metrics(records))
+    tokens = [r["n_tokens"] for r in records]
+    latency = [r["latency_s"] for r in records]
+    out["search/tokens"] = M.mean("search/tokens", tokens)
+    out["search/latency_s"] = M.mean("search/latency_s", latency)
+    total_s = sum(latency)
+    out["search/tokens_per_s"] = (
+        M.Metric("search/tokens_per_s", sum(tokens) / total_s, len(records))
+        if total_s > 0
+        else M.undefined("search/tokens_per_s", "no measured time", len(records))
+    )
+    out["search/branches"] = M.mean("search/branches", [r.get("n_branches", 0) for r in records])
+    out["search/pruned"] = M.mean("search/pruned", [r.get("n_pruned", 0) for r in records])
+    try:
+        bins = M.reliability_bins([c for c in conf if c == c], [y for c, y in zip(conf, correct) if c == c])
+    except ValueError:  # confidences that are not probabilities: no diagram (ece says why)
+        bins = []
+    return GroupSummary(model, strategy, len(records), out, bins)
+
+
+def summarize(records: Iterable[dict[str, Any]]) -> list[GroupSummary]:
+    """One GroupSummary per (model, strategy), in first-seen order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault((rec["model"], rec["strategy"]), []).append(rec)
+    return [summarize_group(m, s, recs) for (m, s), recs in groups.items()]
+
+
+def summary_json(groups: Sequence[GroupSummary], meta: dict[str, Any]) -> dict[str, Any]:
+    return {**meta, "results": [g.to_json() for g in groups]}
+
+
+def table_rows(groups: Sequence[GroupSummary]) -> tuple[list[str], list[list[str]]]:
+    """Header and text rows of the report table (n/a where a metric is undefined)."""
+    header = ["model", "strategy", "n", *(h for _, h, _ in TABLE_COLUMNS)]
+    rows = []
+    for g in groups:
+        cells = [g.metrics[name].fmt(d) if name in g.metrics else "n/a" for name, _, d in TABLE_COLUMNS]
+        rows.append([g.model, g.strategy, str(g.n_problems), *cells])
+    return header, rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(groups: Sequence[GroupSummary], meta: dict[str, Any], plots: Sequence[str] = ()) -> str:
+    """report.md: the table, the reasons for every n/a, and links to the plots."""
+    header, rows = table_rows(groups)
+    parts = [
+        f"# caspo-lite eval: {meta.get('task', '?')}",
+        "",
+        ", ".join(f"{k}={meta[k]}" for k in ("n", "k", "seed", "split") if k in meta),
+        "",
+        markdown_table(header, rows),
+        "",
+        "Metric definitions: docs/metrics.md. ECE uses 15 equal-width bins; step AUROC scores each "
+        "signal's step confidence against the labeler's correct/wrong, steps up to the first wrong one.",
+    ]
+    missing = [
+        f"- {g.model} / {g.strategy}: `{name}`: {m.reason}"
+        for g in groups
+        for name, m in g.metrics.items()
+        if m.value is None
+    ]
+    if missing:
+        parts += ["", "## Undefined metrics", "", *missing]
+    if plots:
+        parts += ["", "## Plots", "", *(f"![{p}]({p})" for p in plots)]
+    return "\n".join(parts) + "\n"

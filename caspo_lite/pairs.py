@@ -1,0 +1,333 @@
+"""Confidence-filtered step pairs, the heart of CASPO (DESIGN §1.4). Pure: no I/O, no models.
+
+At the prefix q_i = (problem, s_1..s_{i-1}) of a sampled solution:
+
+- **A, unsure-right**: s_i is correct but its confidence is below the ``low`` threshold.
+  chosen = s_i, rejected = an alternative step at q_i labelled wrong (the most confident one:
+  the model's likeliest mistake there is the most useful thing to push down).
+- **B, sure-wrong**: s_i is the first wrong step and its confidence is at least ``high``.
+  rejected = s_i, chosen = an alternative at q_i labelled correct (the most confident one).
+  Confidently wrong steps come first when the per-problem cap bites.
+- Correct, confident steps give no pair: they are already aligned.
+
+Only steps up to and including a solution's first wrong step are used; later steps are
+conditioned on an error. Alternatives at q_i are (a) steps of *other* sampled solutions of the
+same problem whose earlier steps are textually identical, and (b) steps resampled at q_i by the
+engine (``ProblemSamples.alternatives``). Thresholds are percentiles of the round's step
+confidences by default, or absolute. ``mode="answer"`` is the Iterative-RPO-style ablation:
+whole correct vs whole wrong solutions, no confidence filter.
+
+Example:
+    >>> ps = ProblemSamples("p1", "Q: 1+1?\\n", [sol_a, sol_b])    # doctest: +SKIP
+    >>> pairs, report = build_pairs([ps], PairRule())              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+CORRECT, WRONG, UNKNOWN = "correct", "wrong", "unknown"
+LABELS = (CORRECT, WRONG, UNKNOWN)
+MODES = ("step", "answer")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a sampled solution. ``text`` keeps its trailing delimiter so that the
+    concatenation of a solution's step texts is exactly the generated text."""
+
+    text: str
+    confidence: float
+    token_confidences: tuple[float, ...] = ()
+    label: str = UNKNOWN
+
+
+@dataclass(frozen=True)
+class Solution:
+    index: int  # sample index within the problem (stable: identifies the source of a pair side)
+    steps: tuple[Step, ...]
+    correct: bool | None = None  # final answer graded against the gold answer
+    source: str = "sample"  # "sample" or "resample"
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.steps)
+
+    @property
+    def confidence(self) -> float:
+        if not self.steps:
+            return 1.0
+        return float(np.exp(np.mean([np.log(max(s.confidence, 1e-12)) for s in self.steps])))
+
+
+@dataclass(frozen=True)
+class ProblemSamples:
+    problem_id: str
+    prompt: str  # the rendered model prompt (chat template applied, or few-shot text)
+    solutions: Sequence[Solution]
+    # extra alternatives resampled at a prefix: key = number of prefix steps + the prefix text
+    alternatives: dict[tuple[int, str], tuple[Step, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairRule:
+    """The knobs of pair construction (mirrors the ``[pairs]`` config section)."""
+
+    mode: str = "step"
+    low_percentile: float = 30.0
+    high_percentile: float = 50.0
+    low_abs: float = -1.0  # >= 0 overrides the percentile
+    high_abs: float = -1.0
+    max_per_problem: int = 8
+    types: tuple[str, ...] = ("A", "B")
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"pairs.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("low_percentile", "high_percentile"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 100.0:
+                raise ValueError(f"pairs.{name} must be in [0, 100], got {value}")
+        if self.max_per_problem < 1:
+            raise ValueError(f"pairs.max_per_problem must be >= 1, got {self.max_per_problem}")
+        bad = set(self.types) - {"A", "B"}
+        if bad:
+            raise ValueError(f"pairs.types may hold only 'A' and 'B', got {sorted(bad)}")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    low: float  # A: correct steps strictly below this are "unsure"
+    high: float  # B: wrong steps at or above this are "sure"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference pair; the JSONL record of the round's step-wise dataset."""
+
+    problem_id: str
+    type: str  # "A", "B" or "answer"
+    step_index: int  # index of the contested step (0 for answer pairs)
+    prompt: str  # model prompt + prefix steps: the DPO "prompt" column
+    prefix_steps: tuple[str, ...]
+    chosen: str
+    rejected: str
+    chosen_label: str
+    rejected_label: str
+    chosen_confidence: float
+    rejected_confidence: float
+    chosen_token_confidences: tuple[float, ...]
+    rejected_token_confidences: tuple[float, ...]
+    chosen_source: str  # "sample:<j>" or "resample:<k>"
+    rejected_source: str
+
+    def to_record(self) -> dict:
+        rec = asdict(self)
+        rec["prefix_steps"] = list(self.prefix_steps)
+        rec["chosen_token_confidences"] = list(self.chosen_token_confidences)
+        rec["rejected_token_confidences"] = list(self.rejected_token_confidences)
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: dict) -> Pair:
+        data = dict(rec)
+        for key in ("prefix_steps", "chosen_token_confidences", "rejected_token_confidences"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass
+class PairReport:
+    """What a round's pair construction produced (logged and written to metrics)."""
+
+    n_problems: int = 0
+    n_solutions: int = 0
+    n_steps_used: int = 0
+    thresholds: Thresholds | None = None
+    by_type: Counter = field(default_factory=Counter)
+    candidates: Counter = field(default_factory=Counter)  # A/B steps found, before alternatives
+    no_alternative: Counter = field(default_factory=Counter)  # A/B steps with no usable alternative
+    duplicates: int = 0
+    capped: int = 0
+
+    def summary(self) -> dict:
+        total = sum(self.by_type.values())
+        return {
+            "pairs/total": total,
+            "pairs/A": self.by_type.get("A", 0),
+            "pairs/B": self.by_type.get("B", 0),
+            "pairs/answer": self.by_type.get("answer", 0),
+            "pairs/share_A": (self.by_type.get("A", 0) / total) if total else 0.0,
+            "pairs/yield_per_problem": (total / self.n_problems) if self.n_problems else 0.0,
+            "pairs/candidates_A": self.candidates.get("A", 0),
+            "pairs/candidates_B": self.candidates.get("B", 0),
+            "pairs/no_alternative_A": self.no_alternative.get("A", 0),
+            "pairs/no_alternative_B": self.no_alternative.get("B", 0),
+            "pairs/duplicates": self.duplicates,
+            "pairs/capped": self.capped,
+            "pairs/threshold_low": self.thresholds.low if self.thresholds else None,
+            "pairs/threshold_high": self.thresholds.high if self.thresholds else None,
+        }
+
+
+def used_steps(steps: Sequence[Step]) -> tuple[Step, ...]:
+    """Steps up to and including the first wrong one (later steps are conditioned on an error)."""
+    for i, step in enumerate(steps):
+        if step.label == WRONG:
+            return tuple(steps[: i + 1])
+    return tuple(steps)
+
+
+def compute_thresholds(confidences: Iterable[float], rule: PairRule) -> Thresholds:
+    """Percentiles of the round's step-confidence distribution, unless absolute values are set.
+
+    With no confidences at all the thresholds make every step "unsure" and "sure" (no filter),
+    which only matters for empty rounds.
+    """
+    arr = np.asarray(list(confidences), dtype=np.float64)
+    if rule.low_abs >= 0:
+        low = rule.low_abs
+    else:
+        low = float(np.percentile(arr, rule.low_percentile)) if arr.size else float("inf")
+    if rule.high_abs >= 0:
+        high = rule.high_abs
+    else:
+        high = float(np.percentile(arr, rule.high_percentile)) if arr.size else float("-inf")
+    return Thresholds(low=low, high=high)
+
+
+def round_confidences(problems: Iterable[ProblemSamples]) -> list[float]:
+    """The step confidences the percentile thresholds are taken over (used steps of samples)."""
+    return [s.confidence for ps in problems for sol in ps.solutions for s in used_steps(sol.steps)]
+
+
+def _alternatives(ps: ProblemSamples, sol: Solution, i: int, prefix: str) -> list[tuple[Step, str]]:
+    """Labelled steps at the same prefix from other samples, then resampled ones."""
+    out: list[tuple[Step, str]] = []
+    for other in ps.solutions:
+        if other.index == sol.index or len(other.steps) <= i:
+            continue
+        head = used_steps(other.steps)
+        if len(head) <= i or any(s.label == WRONG for s in head[:i]):
+            continue
+        if "".join(s.text for s in head[:i]) != prefix:
+            continue
+        alt = head[i]
+        if alt.text != sol.steps[i].text:
+            out.append((alt, f"{other.source}:{other.index}"))
+    for k, alt in enumerate(ps.alternatives.get((i, prefix), ())):
+        if alt.text != sol.steps[i].text:
+            out.append((alt, f"resample:{k}"))
+    return out
+
+
+def _step_pairs(ps: ProblemSamples, th: Thresholds, rule: PairRule, report: PairReport) -> list[Pair]:
+    found: list[tuple[float, Pair]] = []  # (priority: smaller first, pair)
+    for sol in ps.solutions:
+        steps = used_steps(sol.steps)
+        report.n_steps_used += len(steps)
+        for i, step in enumerate(steps):
+            prefix = "".join(s.text for s in steps[:i])
+            if step.label == CORRECT and step.confidence < th.low and "A" in rule.types:
+                kind, want = "A", WRONG
+            elif step.label == WRONG and step.confidence >= th.high and "B" in rule.types:
+                kind, want = "B", CORRECT
+            else:
+                continue
+            report.candidates[kind] += 1
+            alts = [(a, src) for a, src in _alternatives(ps, sol, i, prefix) if a.label == want]
+            if not alts:
+                report.no_alternative[kind] += 1
+                continue
+            alt, src = max(alts, key=lambda a: (a[0].confidence, a[1]))
+            own = f"{sol.source}:{sol.index}"
+            chosen, rejected, c_src, r_src = (step, alt, own, src) if kind == "A" else (alt, step, src, own)
+            pair = Pair(
+                problem_id=ps.problem_id,
+                type=kind,
+                step_index=i,
+                prompt=ps.prompt + prefix,
+                prefix_steps=tuple(s.text for s in steps[:i]),
+                chosen=chosen.text,
+                rejected=rejected.text,
+                chosen_label=chosen.label,
+                rejected_label=rejected.label,
+                chosen_confidence=chosen.confidence,
+                rejected_confidence=rejected.confidence,
+                chosen_token_confidences=tuple(chosen.token_confidences),
+                rejected_token_confidences=tuple(rejected.token_confidences),
+                chosen_source=c_src,
+                rejected_source=r_src,
+            )
+            # B: confidently wrong first; A: least confident right first.
+            priority = -step.confidence if kind == "B" else step.confidence
+            found.append((priority, pair))
+    found.sort(key=lambda fp: (fp[0], fp[1].step_index, fp[1].chosen_source, fp[1].rejected_source))
+    return [p for _, p in found]
+
+
+def _answer_pairs(ps: ProblemSamples, report: PairReport) -> list[Pair]:
+    right = sorted((s for s in ps.solutions if s.correct), key=lambda s: (-s.confidence, s.index))
+    wrong = sorted((s for s in ps.solutions if s.correct is False), key=lambda s: (-s.confidence, s.index))
+    report.n_steps_used += sum(len(s.steps) for s in ps.solutions)
+    out = []
+    for good, bad in zip(right, wrong, strict=False):  # one use per solution, most confident first
+        out.append(
+            Pair(
+                problem_id=ps.problem_id,
+                type="answer",
+                step_index=0,
+                prompt=ps.prompt,
+                prefix_steps=(),
+                chosen=good.text,
+                rejected=bad.text,
+                chosen_label=CORRECT,
+                rejected_label=WRONG,
+                chosen_confidence=good.confidence,
+                rejected_confidence=bad.confidence,
+                chosen_token_confidences=tuple(t for s in good.steps for t in s.token_confidences),
+                rejected_token_confidences=tuple(t for s in bad.steps for t in s.token_confidences),
+                chosen_source=f"{good.source}:{good.index}",
+                rejected_source=f"{bad.source}:{bad.index}",
+            )
+        )
+    return out
+
+
+def build_pairs(
+    problems: Sequence[ProblemSamples], rule: PairRule, thresholds: Thresholds | None = None
+) -> tuple[list[Pair], PairReport]:
+    """All pairs of a round, deduplicated (same prompt, chosen, rejected) and capped per problem.
+
+    Args:
+        problems: the labelled samples of each problem.
+        rule: thresholds, mode and caps.
+        thresholds: fixed thresholds (default: computed from ``problems`` by ``rule``).
+    Returns:
+        (pairs in a deterministic order, a report with the A/B mix and losses at each filter).
+    """
+    report = PairReport(n_problems=len(problems), n_solutions=sum(len(p.solutions) for p in problems))
+    if rule.mode == "step":
+        report.thresholds = thresholds or compute_thresholds(round_confidences(problems), rule)
+    seen: set[tuple[str, str, str]] = set()
+    pairs: list[Pair] = []
+    for ps in problems:
+        found = _answer_pairs(ps, report) if rule.mode == "answer" else _step_pairs(ps, report.thresholds, rule, report)
+        kept = 0
+        for pair in found:
+            key = (pair.prompt, pair.chosen, pair.rejected)
+            if key in seen:
+                report.duplicates += 1
+                continue
+            if kept >= rule.max_per_problem:
+                report.capped += 1
+                continue
+            seen.add(key)
+            pairs.append(pair)
+            report.by_type[pair.type] += 1
+            kept += 1
+    return pairs, report

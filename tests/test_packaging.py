@@ -1,0 +1,49 @@
+"""The wheel ships all three packages, the TUI stylesheet, and the console script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", str(REPO), "-w", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"wheel build failed: {proc.stderr[-2000:]}")
+    (whl,) = out.glob("caspo_lite-*.whl")
+    return whl
+
+
+def test_wheel_contains_the_three_packages(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    for pkg in ("caspo_lite/__init__.py", "caspo_lite/cli.py", "tui/__init__.py", "quant/__init__.py"):
+        assert pkg in names, f"{pkg} missing from {wheel.name}"
+    assert any(n.startswith("tui/") and n.endswith(".tcss") for n in names), "TUI stylesheet missing"
+    assert not any(n.startswith("tests/") for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "caspo-lite = caspo_lite.cli:app" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_cli_help_runs_outside_the_repo(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "from caspo_lite.cli import app; app(['--help'])"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "demo" in proc.stdout or "models" in proc.stdout

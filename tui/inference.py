@@ -1,0 +1,126 @@
+"""The one place the TUI calls the search library: (engine, question, settings) -> events.
+
+If the search API moves, only this adapter changes. It also holds the time-based batcher that
+keeps per-token traffic from flooding the widgets: the worker thread collects events and hands
+them to the UI at most every ``interval_s`` (structural events such as a pruned branch or the
+chosen answer go out at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from caspo_lite.search.events import SearchEvent, TokenGenerated
+from caspo_lite.tasks.base import Problem, Prompt
+from tui.settings import ChatSettings
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+ExtractAnswer = Callable[[str], str | None]
+
+
+class SearchSource(Protocol):
+    """Anything that turns a question and settings into a stream of search events."""
+
+    def events(self, question: str, settings: ChatSettings) -> Iterator[SearchEvent]: ...
+
+    def close(self) -> None: ...
+
+
+def chat_prompt(question: str, task_name: str = "arith") -> tuple[Prompt, ExtractAnswer]:
+    """The task's own prompt format and answer extractor, so the extracted answer matches.
+
+    Falls back to a plain chat message and the shared numeric extractor when the task
+    registry does not know ``task_name``.
+    """
+    problem = Problem(id="chat", question=question, answer="")
+    try:
+        from caspo_lite.tasks import get_task  # type: ignore[attr-defined]
+
+        task = get_task(task_name)
+        return task.prompt(problem), task.extract_answer
+    except (ImportError, KeyError, ValueError) as exc:
+        log.info("task %r unavailable for chat (%s); using a plain chat prompt", task_name, exc)
+    from caspo_lite.tasks.answers import extract_numeric_answer
+
+    content = f"{question}\nSolve step by step, one step per line, and end with 'Answer: <number>'."
+    return Prompt(messages=({"role": "user", "content": content},)), extract_numeric_answer
+
+
+def run_strategy(engine: object, question: str, settings: ChatSettings) -> Iterator[SearchEvent]:
+    """Build the configured strategy and run it on ``engine`` (a generator of events)."""
+    from caspo_lite.search import get_strategy  # type: ignore[attr-defined]
+
+    prompt, extract = chat_prompt(question, settings.task)
+    strategy = get_strategy(settings.search.strategy, settings.search, settings.confidence, settings.steps)
+    return strategy.run(engine, prompt, extract)
+
+
+class LibrarySource:
+    """Loads models through the library (cached per reference) and runs the real search."""
+
+    def __init__(self, loader: Callable[[str], object] | None = None) -> None:
+        self._loader = loader
+        self._engines: dict[str, object] = {}
+        self._lock = threading.Lock()  # a worker loads while the UI may close
+
+    def engine(self, ref: str) -> object:
+        with self._lock:
+            if ref not in self._engines:
+                if self._loader is not None:
+                    self._engines[ref] = self._loader(ref)
+                else:
+                    from caspo_lite.engines import load_engine  # type: ignore[attr-defined]
+
+                    self._engines[ref] = load_engine(ref, kind="llama_cpp")
+            return self._engines[ref]
+
+    def events(self, question: str, settings: ChatSettings) -> Iterator[SearchEvent]:
+        return run_strategy(self.engine(settings.model), question, settings)
+
+    def close(self) -> None:
+        with self._lock:
+            for engine in self._engines.values():
+                close = getattr(engine, "close", None)
+                if close is not None:
+                    close()
+            self._engines.clear()
+
+
+class EventBatcher:
+    """Groups events by time: token events wait up to ``interval_s``; others flush at once."""
+
+    def __init__(self, interval_s: float = 0.066, clock: Clock = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.pending: list[SearchEvent] = []
+        self._last = clock()
+
+    def push(self, event: SearchEvent) -> list[SearchEvent] | None:
+        """Add one event; returns a batch when it is time to hand one to the UI."""
+        self.pending.append(event)
+        now = self.clock()
+        if not isinstance(event, TokenGenerated) or now - self._last >= self.interval_s:
+            self._last = now
+            return self.flush()
+        return None
+
+    def flush(self) -> list[SearchEvent] | None:
+        batch, self.pending = self.pending, []
+        return batch or None
+
+
+def batched(events: Iterator[SearchEvent], batcher: EventBatcher) -> Iterator[list[SearchEvent]]:
+    """Re-yield an event stream as time-batched lists (the last partial batch included)."""
+    for event in events:
+        batch = batcher.push(event)
+        if batch:
+            yield batch
+    tail = batcher.flush()
+    if tail:
+        yield tail

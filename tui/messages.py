@@ -1,0 +1,31 @@
+"""Messages the search worker posts to the chat screen (past tense, small dataclasses).
+
+The worker runs in a thread; `post_message` is thread-safe, and per-token events arrive
+already batched by time (see `tui.inference.EventBatcher`), so the UI sees a few messages a
+second however fast the model decodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from caspo_lite.search.events import SearchEvent
+
+
+@dataclass
+class SearchProgressed(Message):
+    """A batch of search events, in stream order."""
+
+    run_id: int
+    events: list[SearchEvent]
+
+
+@dataclass
+class SearchEnded(Message):
+    """The search stopped: finished, cancelled, or failed with ``error`` (one line)."""
+
+    run_id: int
+    cancelled: bool = False
+    error: str | None = None

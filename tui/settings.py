@@ -1,0 +1,137 @@
+"""Chat settings: which model, which search, which confidence signal.
+
+The chat screen copies these at the moment a question is asked, so a change made in the
+settings screen applies to the next question and never to a search already running.
+The sections are the library's own config dataclasses, so the same validation and help
+texts serve the TUI, the CLI and the recipes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection, build_section
+from caspo_lite.errors import ConfigError
+
+DEFAULT_STRATEGIES: tuple[str, ...] = ("greedy", "sc", "bon", "deepconf", "cat")
+BUILTIN_MODELS: tuple[str, ...] = ("smollm2-135m", "tiny")
+
+# The search fields the settings screen exposes, in display order.
+SEARCH_FIELDS: tuple[str, ...] = (
+    "k",
+    "branch_factor",
+    "beam_width",
+    "prune_threshold",
+    "prune_percentile",
+    "accept_threshold",
+    "temperature",
+    "max_tokens",
+)
+
+
+@dataclass
+class ChatSettings:
+    """Everything one chat question needs besides the question itself."""
+
+    model: str = "smollm2-135m"
+    task: str = "arith"  # whose prompt format and answer extractor a chat question uses
+    search: SearchSection = field(default_factory=SearchSection)
+    confidence: ConfidenceSection = field(default_factory=ConfidenceSection)
+    steps: StepsSection = field(default_factory=StepsSection)
+
+    def copy(self) -> ChatSettings:
+        return dataclasses.replace(
+            self,
+            search=dataclasses.replace(self.search),
+            confidence=dataclasses.replace(self.confidence),
+            steps=dataclasses.replace(self.steps),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def token_budget(self) -> int:
+        """Tokens the search may spend at most: K paths of at most max_tokens each."""
+        return self.search.k * self.search.max_tokens
+
+
+def strategy_names() -> tuple[str, ...]:
+    """The search registry's names (falls back to the agreed five while it is being written)."""
+    try:
+        from caspo_lite.search import STRATEGY_NAMES  # type: ignore[attr-defined]
+    except ImportError:
+        return DEFAULT_STRATEGIES
+    return tuple(STRATEGY_NAMES)
+
+
+def signal_names() -> tuple[str, ...]:
+    from caspo_lite.confidence import SIGNALS
+
+    return SIGNALS
+
+
+def model_choices(runs: Path | None = None) -> list[str]:
+    """Built-in model names, then every GGUF file found under the runs folder (sorted)."""
+    from caspo_lite.paths import runs_dir
+
+    names = list(BUILTIN_MODELS)
+    try:
+        from caspo_lite.models import BUILTIN  # type: ignore[attr-defined]
+
+        names = list(dict.fromkeys([*BUILTIN, *names]))
+    except ImportError:
+        pass
+    folder = runs if runs is not None else runs_dir()
+    if folder.is_dir():
+        names += sorted(str(p) for p in folder.rglob("*.gguf") if p.is_file())
+    return names
+
+
+def _parse_number(raw: str, want: type, where: str) -> Any:
+    text = raw.strip()
+    try:
+        return int(text) if want is int else float(text)
+    except ValueError:
+        kind = "a whole number" if want is int else "a number"
+        raise ConfigError(f"{where}: {raw!r} is not {kind}") from None
+
+
+def apply_form(current: ChatSettings, form: dict[str, str]) -> ChatSettings:
+    """Build new settings from the settings screen's text fields (raises ConfigError).
+
+    ``form`` maps ``"model"``, ``"strategy"``, ``"signal"`` and the names in SEARCH_FIELDS to
+    the text the user typed; missing keys keep their current value.
+    """
+    new = current.copy()
+    model = form.get("model", new.model).strip()
+    if not model:
+        raise ConfigError("settings.model: empty; pick a built-in model or type a .gguf path")
+    new.model = model
+    search = dataclasses.asdict(new.search)
+    types = {f.name: f.type for f in dataclasses.fields(SearchSection)}
+    for name in SEARCH_FIELDS:
+        if name in form:
+            want = int if types[name] in (int, "int") else float
+            search[name] = _parse_number(form[name], want, f"settings.search.{name}")
+    if "strategy" in form:
+        if form["strategy"] not in strategy_names():
+            raise ConfigError(
+                f"settings.search.strategy: unknown {form['strategy']!r} (known: {', '.join(strategy_names())})"
+            )
+        search["strategy"] = form["strategy"]
+    new.search = build_section(SearchSection, search, "settings.search")
+    for name in ("k", "branch_factor", "beam_width", "max_tokens"):
+        if getattr(new.search, name) < 1:
+            raise ConfigError(f"settings.search.{name}: must be at least 1")
+    if new.search.temperature < 0:
+        raise ConfigError("settings.search.temperature: must be >= 0")
+    if "signal" in form:
+        if form["signal"] not in signal_names():
+            raise ConfigError(
+                f"settings.confidence.signal: unknown {form['signal']!r} (known: {', '.join(signal_names())})"
+            )
+        new.confidence = dataclasses.replace(new.confidence, signal=form["signal"])
+    return new
