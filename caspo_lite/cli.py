@@ -81,36 +81,399 @@ def echo_json(obj: Any) -> None:
 @app.command()
 @friendly
 def models(
-    check: Annotated[bool, typer.Option("--check", help="Load each built-in model and run one token.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Load each built-in model, run one token.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the built-in models (and with --check, prove they load and run offline)."""
-    from caspo_lite.models import check_builtin_models, list_builtin_models
-
-    rows = check_builtin_models() if check else list_builtin_models()
-    if as_json:
-        echo_json(rows)
-        return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="caspo-lite built-in models")
-    for col in rows[0].keys() if rows else ["name"]:
-        table.add_column(str(col))
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+    from caspo_lite.models import check_builtin_models, list_builtin_models
+
+    if check and not as_json:
+        note = "checking built-in models (the first run builds tiny ~30 s and SmolLM2's HF view ~1 min)"
+        with Console(stderr=True).status(note):
+            rows = check_builtin_models()
+    else:
+        rows = check_builtin_models() if check else list_builtin_models()
+    if as_json:
+        echo_json(rows)
+    elif not check:
+        table = Table(title="caspo-lite built-in models")
+        for col in ("name", "description", "status"):
+            table.add_column(col)
+        for row in rows:
+            table.add_row(row["name"], row["description"], row["status"])
+        Console().print(table)
+    else:
+        colors = {"ok": "green", "missing": "yellow", "failed": "red"}
+        table = Table(title="caspo-lite models --check (next token after 'What is 2 + 3?')")
+        for col in ("name", "status", "llama.cpp", "transformers", "agree", "seconds"):
+            table.add_column(col, justify="right" if col == "seconds" else "left")
+        for r in rows:
+            status = f"[{colors.get(r['status'], 'red')}]{r['status']}[/]"
+            agree = "yes" if r["agree"] else ("no" if r["status"] == "ok" else "")
+            table.add_row(r["name"], status, r["llama.cpp"], r["transformers"], agree, f"{r['seconds']:.1f}")
+        console = Console()
+        console.print(table)
+        for r in rows:
+            files = "  ".join(f"{k}: {r[k]}" for k in ("gguf", "hf") if r[k])
+            console.print(f"  {r['name']}: {files}  {r['detail']}".rstrip(), highlight=False, soft_wrap=True)
+    if check and any(r["status"] == "failed" for r in rows):
+        raise typer.Exit(1)
 
 
 # --- solve / demo (inference) -------------------------------------------------------------------
+
+
+def _search_options(**given: Any) -> Any:
+    """SearchSection defaults overridden by the options the user gave (None = not given)."""
+    from dataclasses import replace
+
+    from caspo_lite.config import SearchSection
+
+    return replace(SearchSection(), **{k: v for k, v in given.items() if v is not None})
+
+
+@app.command()
+@friendly
+def solve(
+    question: Annotated[str | None, typer.Argument(help="The problem text (omit with --task).")] = None,
+    model: Annotated[str, typer.Option(help="Built-in name, .gguf, HF folder or hub id.")] = "smollm2-135m",
+    strategy: Annotated[str, typer.Option(help="greedy, sc, bon, deepconf or cat.")] = "cat",
+    k: Annotated[int | None, typer.Option("--k", help="Budget: paths started.")] = None,
+    branch_factor: Annotated[int | None, typer.Option(help="CaT: children per fork.")] = None,
+    beam_width: Annotated[int | None, typer.Option(help="CaT: most paths alive at once.")] = None,
+    prune_threshold: Annotated[float | None, typer.Option(help="Prune below; < 0 = warm-up pctl.")] = None,
+    prune_percentile: Annotated[float | None, typer.Option(help="Warm-up percentile (0-100).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (>= 0).")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Max new tokens per path.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    signal: Annotated[str, typer.Option(help="entropy, margin, maxprob or deepconf.")] = "entropy",
+    task: Annotated[str | None, typer.Option(help="Solve this task's problems (or QUESTION as it).")] = None,
+    n: Annotated[int, typer.Option(help="With --task and no QUESTION: how many problems.")] = 20,
+    data: Annotated[Path | None, typer.Option(help="Data file for file tasks (e.g. --task jsonl).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU (GPU builds only).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Solve one question (or --task T --n 20 problems) with a confidence-aware search."""
+    from caspo_lite.config import ConfidenceSection
+    from caspo_lite.engines import load_engine
+    from caspo_lite.search import get_strategy
+    from caspo_lite.solve import question_prompt, result_dict, solve_batch, solve_question, summary_dict
+
+    search = _search_options(
+        strategy=strategy,
+        k=k,
+        branch_factor=branch_factor,
+        beam_width=beam_width,
+        prune_threshold=prune_threshold,
+        prune_percentile=prune_percentile,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    confidence = ConfidenceSection(signal=signal)
+    get_strategy(strategy, search, confidence)  # validate before loading the model
+    if question is None and task is None:
+        raise fail('give a QUESTION (e.g. caspo-lite solve "What is 12 + 5 - 3?") or --task NAME', 2)
+    if question is not None:
+        question_prompt(question, task, data)  # empty question / unknown task: fail before loading
+    elif task is not None:
+        from caspo_lite.tasks import get_task
+
+        get_task(task, path=str(data) if data else None).load(n=1)  # bad task / rows: fail before loading
+    engine = load_engine(model, n_threads=threads, n_gpu_layers=gpu_layers)
+    try:
+        if question is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+
+            def progress(row: Any) -> None:
+                if not as_json:
+                    mark = "[green]ok[/]" if row.correct else "[red]--[/]"
+                    answer, gold = row.result.answer, row.gold
+                    console.print(f"{mark} {row.problem_id}: {answer} (gold {gold})", highlight=False)
+
+            summary = solve_batch(
+                engine, task, n, strategy, search, confidence, seed=seed or 0, on_solved=progress, path=data
+            )
+            if as_json:
+                echo_json(summary_dict(summary))
+                return
+            from caspo_lite.solve import render_batch_table
+
+            Console().print(render_batch_table([summary], f"{task}: {len(summary.rows)} problems, {model}"))
+            return
+        solved = solve_question(engine, question, strategy, search, confidence, task_name=task, task_path=data)
+    finally:
+        engine.close()
+    if as_json:
+        echo_json(result_dict(solved))
+        return
+    from rich.console import Console
+
+    from caspo_lite.solve import render_summary, render_tree
+
+    console = Console()
+    console.print(render_tree(solved))
+    console.print(render_summary(solved))
+
+
+@app.command()
+@friendly
+def demo(
+    model: Annotated[str, typer.Option(help="Model for the demo.")] = "smollm2-135m",
+    n: Annotated[int, typer.Option(help="arith problems to solve.")] = 6,
+    k: Annotated[int, typer.Option("--k", help="Budget for sc and cat.")] = 6,
+    max_tokens: Annotated[int, typer.Option(help="Max new tokens per path.")] = 96,
+    seed: Annotated[int, typer.Option(help="Problem and sampling seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """CaT vs greedy vs self-consistency on a handful of arith problems (a few minutes on 2 cores)."""
+    from rich.console import Console
+
+    from caspo_lite.engines import load_engine
+    from caspo_lite.search import get_strategy
+    from caspo_lite.solve import render_batch_table, run_demo, summary_dict
+
+    search = _search_options(k=k, max_tokens=max_tokens, seed=seed, beam_width=4, branch_factor=2)
+    get_strategy("cat", search)
+    console = Console(stderr=True)
+    engine = load_engine(model, n_threads=threads)
+    try:
+
+        def progress(name: str, row: Any) -> None:
+            if not as_json:
+                mark = "[green]ok[/]" if row.correct else "[red]--[/]"
+                r = row.result
+                line = f"{name:>6} {mark} {row.problem_id}: {r.answer} (gold {row.gold}), {r.n_tokens} tok"
+                console.print(line, highlight=False)
+
+        summaries = run_demo(engine, n=n, search=search, seed=seed, on_solved=progress)
+    finally:
+        engine.close()
+    if as_json:
+        echo_json([summary_dict(s) for s in summaries])
+        return
+    title = f"CaT vs greedy vs self-consistency@{k}: {n} arith problems, {model}"
+    Console().print(render_batch_table(summaries, title))
+
 
 # --- export / inspect (quant) -------------------------------------------------------------------
 
 # --- train / data (training) -------------------------------------------------------------------
 
+data_app = typer.Typer(help="Datasets a training run produced.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
+    """A Rich progress display (bar + ETA per stage) and the on_event callback that drives it."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
+    tasks: dict[tuple[int, str], Any] = {}
+
+    def on_event(ev: Any) -> None:
+        key = (ev.round, ev.stage)
+        if ev.kind == "skip":
+            progress.console.print(f"round {ev.round} {ev.stage}: already done, skipped")
+        elif ev.kind == "stage":
+            tasks[key] = progress.add_task(f"round {ev.round} {ev.stage}", total=None)
+        elif ev.kind == "progress" and key in tasks:
+            progress.update(tasks[key], completed=ev.done, total=ev.total or None)
+        elif ev.kind == "done" and key in tasks:
+            t = progress.tasks[tasks[key]]
+            progress.update(tasks[key], completed=t.total or 1, total=t.total or 1)
+        elif ev.kind == "round":
+            s = ev.info
+            progress.console.print(
+                f"[bold]round {ev.round}[/bold]: pairs {s.get('pairs/total')} (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
+                f" | DPO reward margin {_fmt(s.get('dpo/reward_margin'))}"
+                f" | dev accuracy {_fmt(s.get('eval/dev_accuracy'))}"
+                f" | step conf correct {_fmt(s.get('steps/mean_conf_correct'))} vs wrong {_fmt(s.get('steps/mean_conf_wrong'))}"
+            )
+        elif ev.kind == "stop":
+            progress.console.print(f"early stop after round {ev.round}: {ev.info.get('reason')}")
+
+    return progress, on_event
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@app.command()
+@friendly
+def train(
+    recipe: Annotated[Path, typer.Option("--recipe", help="TOML recipe (see recipes/).")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key, e.g. --set dpo.beta=0.2")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe name>).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan and a memory estimate.")] = False,
+) -> None:
+    """Iterative CASPO: sample -> label -> confidence-filtered step pairs -> DPO, per round; resumable."""
+    import logging
+
+    from caspo_lite.paths import runs_dir
+    from caspo_lite.train.config import load_train_config
+
+    cfg = load_train_config(recipe, set_ or [])
+    out = out or runs_dir() / recipe.stem
+    if dry_run:
+        from caspo_lite.train.plan import plan
+
+        echo_json(plan(cfg, out))
+        return
+    from caspo_lite.train.rounds import train as run_train
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    progress, on_event = _train_renderer()
+    with progress:
+        history = run_train(cfg, out, on_event)
+    typer.echo(f"done: {len(history)} round(s) in {out} (metrics: {out / 'metrics.jsonl'})")
+
+
+@data_app.command("export")
+@friendly
+def data_export(
+    round_dir: Annotated[Path, typer.Argument(help="A round folder, e.g. runs/NAME/round-1.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or hf (a datasets folder).")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", help="Output path (default: inside the round folder).")] = None,
+) -> None:
+    """Publish a round's pairs as a step-wise preference dataset with confidence annotations."""
+    from caspo_lite.train.dataset import export_pairs
+
+    target, n = export_pairs(round_dir, fmt, out)
+    typer.echo(f"wrote {n} pairs to {target}")
+
+
 # --- eval (evaluation) --------------------------------------------------------------------------
 
+
+@app.command("eval")
+@friendly
+def eval_cmd(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model reference; repeat for several.")],
+    task: Annotated[str, typer.Option(help="Task: arith, gsm8k, math500, svamp, ..., jsonl.")] = "arith",
+    data: Annotated[Path | None, typer.Option("--data", help="Task data file (JSONL tasks).")] = None,
+    strategies: Annotated[str, typer.Option(help="Comma-separated: greedy,sc,bon,deepconf,cat.")] = (
+        "greedy,sc,bon,deepconf,cat"
+    ),
+    k: Annotated[int, typer.Option(help="Budget: paths per problem (samples; cat: branches).")] = 8,
+    n: Annotated[int, typer.Option(help="Problems to evaluate (seeded sample).")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for problem selection and sampling.")] = 0,
+    split: Annotated[str, typer.Option(help="Task split.")] = "test",
+    out: Annotated[Path, typer.Option(help="Output folder (rerun the same command to resume).")] = Path(
+        "runs/eval"
+    ),
+    engine: Annotated[str, typer.Option(help="Engine kind: llama_cpp or hf.")] = "llama_cpp",
+    labels: Annotated[bool, typer.Option(help="Label steps (step reliability, step AUROC).")] = True,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
+    ] = None,
+) -> None:
+    """Evaluate models x strategies on a task: accuracy, calibration, step AUROC, cost; resumable."""
+    from caspo_lite.config import load_config
+    from caspo_lite.eval.report import CONSOLE_COLUMNS, table_rows
+    from caspo_lite.eval.runner import EvalSpec, iter_eval, write_outputs
+
+    cfg = load_config(None, overrides or [])
+    spec = EvalSpec(
+        models=model,
+        task=task,
+        task_path=str(data) if data else None,
+        strategies=[s.strip() for s in strategies.split(",") if s.strip()],
+        out=out,
+        k=k,
+        n=n,
+        seed=seed,
+        split=split,
+        engine_kind=engine,
+        search=cfg.search,
+        confidence=cfg.confidence,
+        steps=cfg.steps,
+        label_steps=labels,
+    )
+    _eval_with_progress(iter_eval(spec))
+    write_outputs(spec.out, spec.meta())
+    header, rows = table_rows(_eval_groups(spec.out), CONSOLE_COLUMNS)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"caspo-lite eval: {task} (k={k}; every column in report.md)")
+    for col in header:
+        table.add_column(col, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # piped/captured: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
+    console.print(f"wrote {spec.out}/summary.json, report.md, problems.jsonl and plots")
+
+
+def _eval_groups(out: Path) -> list[Any]:
+    from caspo_lite.eval.report import summarize
+    from caspo_lite.eval.runner import RECORDS_FILE, read_records
+
+    return summarize(read_records(out / RECORDS_FILE))
+
+
+def _eval_with_progress(events: Any) -> None:
+    """Render eval events as a Rich progress bar with ETA (stderr, so stdout stays the table)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from caspo_lite.eval.runner import EvalPlanned, ModelLoaded, ProblemEvaluated
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        bar = progress.add_task("eval", total=None)
+        tally: dict[tuple[str, str], list[int]] = {}  # (model, strategy) -> [right, seen]
+        for ev in events:
+            if isinstance(ev, EvalPlanned):
+                progress.update(bar, total=ev.total, completed=ev.done)
+            elif isinstance(ev, ModelLoaded):
+                progress.update(bar, description=f"{ev.model}")
+            elif isinstance(ev, ProblemEvaluated):
+                t = tally.setdefault((ev.model, ev.strategy), [0, 0])
+                t[0] += int(ev.correct)
+                t[1] += 1
+                desc = f"{ev.model} {ev.strategy}: {t[0]}/{t[1]} right"
+                progress.update(bar, advance=1, description=desc)
+
+
 # --- tui / chat ---------------------------------------------------------------------------------
+
+
+@app.command("tui")
+@friendly
+def tui_command() -> None:
+    """Open the terminal app (chat now; training, export and runs screens to come)."""
+    from tui.app import make_app
+
+    make_app(mode="home").run()
+
+
+@app.command("chat")
+@friendly
+def chat_command(
+    model: Annotated[str | None, typer.Option(help="Built-in name or .gguf (default smollm2-135m).")] = None,
+    strategy: Annotated[str | None, typer.Option(help="greedy, sc, bon, deepconf, cat (def. cat).")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Budget: paths started (default 8).")] = None,
+) -> None:
+    """Chat with a model and watch the confidence-aware search tree grow (F2 settings, Esc cancels)."""
+    from tui.app import make_app
+
+    make_app(model=model, strategy=strategy, k=k, mode="chat").run()
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -28,13 +28,23 @@ HISTORY_FILE = "chat_history.jsonl"
 FORMAT_VERSION = 1
 _EVENT_TYPES = {
     cls.__name__: cls
-    for cls in (ev.BranchStarted, ev.TokenGenerated, ev.StepDone, ev.BranchPruned, ev.BranchFinished, AnswerChosen)
+    for cls in (
+        ev.BranchStarted,
+        ev.TokenGenerated,
+        ev.StepDone,
+        ev.BranchPruned,
+        ev.BranchFinished,
+        AnswerChosen,
+    )
 }
 
 
 def event_to_dict(event: SearchEvent) -> dict[str, Any]:
     data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event) if f.name != "stats"}
-    return {"type": type(event).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
+    return {
+        "type": type(event).__name__,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()},
+    }
 
 
 def event_from_dict(data: dict[str, Any]) -> SearchEvent:
@@ -174,7 +184,10 @@ def tree_to_markdown(tree: SearchTree) -> str:
     lines = [f"# {' '.join(tree.question.split()) or 'Question'}", ""]
     if tree.answer is not None:
         a = tree.answer
-        lines += [f"**Answer:** {a.answer} (confidence {a.confidence:.2f}, {a.strategy}, {a.n_tokens} tokens)", ""]
+        lines += [
+            f"**Answer:** {a.answer} (confidence {a.confidence:.2f}, {a.strategy}, {a.n_tokens} tokens)",
+            "",
+        ]
 
     def walk(node_id: int, depth: int) -> None:
         n = tree.nodes[node_id]

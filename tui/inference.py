@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from caspo_lite.errors import CaspoError
 from caspo_lite.search.events import SearchEvent, TokenGenerated
 from caspo_lite.tasks.base import Problem, Prompt
 from tui.settings import ChatSettings
@@ -32,6 +33,13 @@ class SearchSource(Protocol):
     def close(self) -> None: ...
 
 
+def prepare(source: SearchSource, settings: ChatSettings) -> None:
+    """Let a source do its slow setup (load the model) before the search clock starts."""
+    hook = getattr(source, "prepare", None)
+    if hook is not None:
+        hook(settings)
+
+
 def chat_prompt(question: str, task_name: str = "arith") -> tuple[Prompt, ExtractAnswer]:
     """The task's own prompt format and answer extractor, so the extracted answer matches.
 
@@ -44,7 +52,7 @@ def chat_prompt(question: str, task_name: str = "arith") -> tuple[Prompt, Extrac
 
         task = get_task(task_name)
         return task.prompt(problem), task.extract_answer
-    except (ImportError, KeyError, ValueError) as exc:
+    except (ImportError, CaspoError) as exc:
         log.info("task %r unavailable for chat (%s); using a plain chat prompt", task_name, exc)
     from caspo_lite.tasks.answers import extract_numeric_answer
 
@@ -80,15 +88,20 @@ class LibrarySource:
                     self._engines[ref] = load_engine(ref, kind="llama_cpp")
             return self._engines[ref]
 
+    def prepare(self, settings: ChatSettings) -> None:
+        self.engine(settings.model)
+
     def events(self, question: str, settings: ChatSettings) -> Iterator[SearchEvent]:
         return run_strategy(self.engine(settings.model), question, settings)
 
     def close(self) -> None:
+        """Drop the cached engines (they free their model when the last reference goes).
+
+        Not `engine.close()`: at app exit a cancelled worker thread may still be inside one
+        decode call, and freeing the model under it would crash; dropping our reference lets
+        the worker finish its call and release the engine itself.
+        """
         with self._lock:
-            for engine in self._engines.values():
-                close = getattr(engine, "close", None)
-                if close is not None:
-                    close()
             self._engines.clear()
 
 

@@ -15,6 +15,13 @@ from caspo_lite.search.events import SearchEvent
 
 
 @dataclass
+class SearchStarted(Message):
+    """The model is loaded and the first token is on its way (the clock starts here)."""
+
+    run_id: int
+
+
+@dataclass
 class SearchProgressed(Message):
     """A batch of search events, in stream order."""
 

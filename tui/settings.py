@@ -117,9 +117,10 @@ def apply_form(current: ChatSettings, form: dict[str, str]) -> ChatSettings:
             want = int if types[name] in (int, "int") else float
             search[name] = _parse_number(form[name], want, f"settings.search.{name}")
     if "strategy" in form:
-        if form["strategy"] not in strategy_names():
+        known = strategy_names()
+        if form["strategy"] not in known:
             raise ConfigError(
-                f"settings.search.strategy: unknown {form['strategy']!r} (known: {', '.join(strategy_names())})"
+                f"settings.search.strategy: unknown {form['strategy']!r} (known: {', '.join(known)})"
             )
         search["strategy"] = form["strategy"]
     new.search = build_section(SearchSection, search, "settings.search")
@@ -129,9 +130,10 @@ def apply_form(current: ChatSettings, form: dict[str, str]) -> ChatSettings:
     if new.search.temperature < 0:
         raise ConfigError("settings.search.temperature: must be >= 0")
     if "signal" in form:
-        if form["signal"] not in signal_names():
+        signals = signal_names()
+        if form["signal"] not in signals:
             raise ConfigError(
-                f"settings.confidence.signal: unknown {form['signal']!r} (known: {', '.join(signal_names())})"
+                f"settings.confidence.signal: unknown {form['signal']!r} (known: {', '.join(signals)})"
             )
         new.confidence = dataclasses.replace(new.confidence, signal=form["signal"])
     return new

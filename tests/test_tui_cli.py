@@ -1,0 +1,49 @@
+"""`caspo-lite tui` and `caspo-lite chat`: the app factory is built with the given options."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from caspo_lite.cli import app
+from tui.app import CaspoApp
+
+
+@pytest.fixture
+def launched(monkeypatch: pytest.MonkeyPatch) -> list[CaspoApp]:
+    """Record the apps the CLI would run instead of taking over the terminal."""
+    seen: list[CaspoApp] = []
+    monkeypatch.setattr(CaspoApp, "run", lambda self, *a, **kw: seen.append(self))
+    return seen
+
+
+def test_chat_opens_the_chat_mode_with_the_given_search(launched: list[CaspoApp]) -> None:
+    result = CliRunner().invoke(app, ["chat", "--model", "tiny", "--strategy", "sc", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    (tui,) = launched
+    assert tui.start_mode == "chat"
+    assert (tui.settings.model, tui.settings.search.strategy, tui.settings.search.k) == ("tiny", "sc", 3)
+
+
+def test_tui_opens_home(launched: list[CaspoApp]) -> None:
+    result = CliRunner().invoke(app, ["tui"])
+    assert result.exit_code == 0, result.output
+    assert launched[0].start_mode == "home" and launched[0].settings.search.strategy == "cat"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--strategy", "beam"],
+            "error: settings.search.strategy: unknown 'beam' (known: greedy, sc, bon, deepconf, cat)",
+        ),
+        (["--k", "0"], "error: settings.search.k: must be at least 1"),
+    ],
+)
+def test_chat_rejects_bad_options_in_one_line(
+    launched: list[CaspoApp], args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(app, ["chat", *args])
+    assert result.exit_code == 2 and not launched
+    assert result.output.strip() == message

@@ -1,0 +1,1 @@
+"""caspo-lite's Textual app: consumes the search library's event stream (see `tui.app.make_app`)."""

@@ -1,0 +1,1 @@
+"""Screens: home, chat, and the chat's modals (settings, history). Issue 9 adds train/export/runs."""

@@ -1,0 +1,1 @@
+"""Chat widgets, one per module."""
