@@ -278,7 +278,11 @@ def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
 
     console = Console(stderr=True)
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )
     tasks: dict[tuple[int, str], Any] = {}
 
@@ -296,10 +300,12 @@ def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
         elif ev.kind == "round":
             s = ev.info
             progress.console.print(
-                f"[bold]round {ev.round}[/bold]: pairs {s.get('pairs/total')} (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
+                f"[bold]round {ev.round}[/bold]: pairs {s.get('pairs/total')}"
+                f" (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
                 f" | DPO reward margin {_fmt(s.get('dpo/reward_margin'))}"
                 f" | dev accuracy {_fmt(s.get('eval/dev_accuracy'))}"
-                f" | step conf correct {_fmt(s.get('steps/mean_conf_correct'))} vs wrong {_fmt(s.get('steps/mean_conf_wrong'))}"
+                f" | step conf correct {_fmt(s.get('steps/mean_conf_correct'))}"
+                f" vs wrong {_fmt(s.get('steps/mean_conf_wrong'))}"
             )
         elif ev.kind == "stop":
             progress.console.print(f"early stop after round {ev.round}: {ev.info.get('reason')}")
@@ -315,9 +321,9 @@ def _fmt(value: Any) -> str:
 @friendly
 def train(
     recipe: Annotated[Path, typer.Option("--recipe", help="TOML recipe (see recipes/).")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key, e.g. --set dpo.beta=0.2")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe name>).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print the plan and a memory estimate.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: --set dpo.beta=0.2")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe>).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print plan + memory.")] = False,
 ) -> None:
     """Iterative CASPO: sample -> label -> confidence-filtered step pairs -> DPO, per round; resumable."""
     import logging
@@ -346,7 +352,7 @@ def train(
 def data_export(
     round_dir: Annotated[Path, typer.Argument(help="A round folder, e.g. runs/NAME/round-1.")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl or hf (a datasets folder).")] = "jsonl",
-    out: Annotated[Path | None, typer.Option("--out", help="Output path (default: inside the round folder).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output path (default: in the round).")] = None,
 ) -> None:
     """Publish a round's pairs as a step-wise preference dataset with confidence annotations."""
     from caspo_lite.train.dataset import export_pairs

@@ -18,8 +18,9 @@ import logging
 import os
 import random
 import shutil
+import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ CHATML_TEMPLATE = (
 # Qwen2's pre-tokenizer regex (digits split one by one): transformers' Qwen2Tokenizer imposes it on
 # any qwen2/qwen3 folder, so tiny Qwen models are trained with it too and the two views agree.
 QWEN2_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 ARCHS = {  # name -> (config class, model class) in transformers
     "llama": ("LlamaConfig", "LlamaForCausalLM"),
@@ -56,10 +58,10 @@ class TinySpec:
     heads: int = 4
     kv_heads: int = 2
     max_vocab: int = 1024  # BPE stops earlier on our small corpus (~500 tokens)
-    n_problems: int = 1200
-    level: int = 1
-    steps: int = 300
-    batch: int = 16
+    n_problems: int = 600  # per level
+    levels: tuple[str, ...] = ("easy", "default")  # arith presets, put to the model as chat
+    steps: int = 400
+    batch: int = 8
     lr: float = 3e-3
     seed: int = 0
     tie_embeddings: bool = False
@@ -80,16 +82,20 @@ def render_chatml(messages: Sequence[Message], add_generation_prompt: bool = Fal
     return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
 
-def training_pairs(n: int, level: int, seed: int) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs: the arith task's chat prompt and its gold step-by-step solution."""
-    from caspo_lite.tasks.arith import ArithTask, format_solution
+def training_pairs(n: int, levels: Sequence[str], seed: int) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs: the arith task's chat prompt and its gold step-by-step solution.
 
-    task = ArithTask(level=level)
-    problems = task.load(n, seed=seed, split="train")
-    return [
-        (render_chatml(task.prompt(p).messages, add_generation_prompt=True), format_solution(p) + "<|im_end|>")
-        for p in problems
-    ]
+    n problems per level, from the train split, each level forced to the chat prompt format.
+    """
+    from caspo_lite.tasks.arith import ArithTask, format_solution, get_level
+
+    pairs = []
+    for level in levels:
+        task = ArithTask(level=replace(get_level(level), prompt="chat"))
+        for p in task.load(n, seed=seed, split="train"):
+            prompt = render_chatml(task.prompt(p).messages, add_generation_prompt=True)
+            pairs.append((prompt, format_solution(p) + "<|im_end|>"))
+    return pairs
 
 
 def train_tokenizer(texts: Sequence[str], spec: TinySpec) -> Any:
@@ -163,6 +169,11 @@ def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], spec: Tiny
         encoded.append((p_ids + c_ids, [-100] * len(p_ids) + c_ids))
     rng = random.Random(spec.seed)
     optim = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0)
+    # linear warm-up then linear decay: converges in fewer steps than a constant rate
+    warmup = max(1, spec.steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda t: min((t + 1) / warmup, max(0.05, (spec.steps - t) / (spec.steps - warmup)))
+    )
     model.train()
     losses = []
     for _ in range(spec.steps):
@@ -176,7 +187,8 @@ def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], spec: Tiny
         optim.zero_grad()
         loss.backward()
         optim.step()
-        losses.append(float(loss))
+        sched.step()
+        losses.append(loss.item())
     model.eval()
     return losses
 
@@ -195,7 +207,7 @@ def build_tiny(out_dir: Path, hidden: int = 64, arch: str = "llama", **overrides
     import torch
 
     spec = TinySpec(arch=arch, hidden=hidden, **overrides)
-    pairs = training_pairs(spec.n_problems, spec.level, spec.seed)
+    pairs = training_pairs(spec.n_problems, spec.levels, spec.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # cheap at this size and makes the float sums run in one fixed order
     try:
@@ -210,12 +222,15 @@ def build_tiny(out_dir: Path, hidden: int = 64, arch: str = "llama", **overrides
     tokenizer.save_pretrained(out_dir)
     record = {"version": TINY_VERSION, "spec": asdict(spec), "losses": [round(x, 4) for x in losses]}
     (out_dir / "tiny.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    log.info("built tiny %s model in %s (loss %s)", arch, out_dir, losses and f"{losses[0]:.2f}->{losses[-1]:.2f}")
+    log.info(
+        "built tiny %s model in %s (loss %s)", arch, out_dir, losses and f"{losses[0]:.2f}->{losses[-1]:.2f}"
+    )
     return out_dir
 
 
 def _stamp() -> dict[str, Any]:
-    return {"version": TINY_VERSION, "spec": asdict(TinySpec())}
+    """What a cached build must match, as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps({"version": TINY_VERSION, "spec": asdict(TinySpec())}))
 
 
 def _is_fresh(root: Path) -> bool:
@@ -240,13 +255,13 @@ def ensure_tiny() -> TinyModel:
     with FileLock(str(base / "tiny.lock")):
         if _is_fresh(root):  # another process built it while we waited
             return result
-        tmp = base / f".tiny.tmp-{os.getpid()}"
+        tmp = base / f".tiny.tmp-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(tmp, ignore_errors=True)
         build_tiny(tmp / "hf")
         write_gguf(tmp / "hf", tmp / "tiny-f32.gguf", dtype="f32")
         (tmp / "stamp.json").write_text(json.dumps(_stamp()), encoding="utf-8")
         if root.exists():  # stale: move aside first, since a folder cannot be replaced in one rename
-            old = base / f".tiny.old-{os.getpid()}"
+            old = base / f".tiny.old-{os.getpid()}-{threading.get_ident()}"
             os.replace(root, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, root)

@@ -45,6 +45,10 @@ class ArchSpec:
 # Qwen2/Qwen3 (NEOX rope: no permute; q/k biases or q/k norms) are left to the quant module's extension.
 ARCHS: dict[str, ArchSpec] = {
     "LlamaForCausalLM": ArchSpec(gguf_arch="llama", permute_qk=True, default_pre="gpt-2"),
+    # NEOX rope in llama.cpp: no permute. Qwen2 adds q/k/v biases, Qwen3 q_norm/k_norm (both map by name).
+    # transformers' Qwen2Tokenizer splits digits one by one whatever tokenizer.json says -> pre "qwen2".
+    "Qwen2ForCausalLM": ArchSpec(gguf_arch="qwen2", permute_qk=False, default_pre="qwen2"),
+    "Qwen3ForCausalLM": ArchSpec(gguf_arch="qwen3", permute_qk=False, default_pre="qwen2"),
 }
 
 
@@ -137,7 +141,9 @@ def read_tokenizer(hf_dir: Path, vocab_size: int, spec: ArchSpec, pre: str | Non
     cfg_path = hf_dir / "tokenizer_config.json"
     tcfg = _read_json(cfg_path) if cfg_path.exists() else {}
     template_file = hf_dir / "chat_template.jinja"
-    template = template_file.read_text(encoding="utf-8") if template_file.exists() else tcfg.get("chat_template")
+    template = (
+        template_file.read_text(encoding="utf-8") if template_file.exists() else tcfg.get("chat_template")
+    )
     if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     return TokenizerMeta(
@@ -213,7 +219,9 @@ def _add_tokenizer(writer: Any, meta: TokenizerMeta) -> None:
         writer.add_chat_template(meta.chat_template)
 
 
-def _gguf_tensors(hf_dir: Path, cfg: dict[str, Any], spec: ArchSpec, dtype: str) -> Iterator[tuple[str, np.ndarray]]:
+def _gguf_tensors(
+    hf_dir: Path, cfg: dict[str, Any], spec: ArchSpec, dtype: str
+) -> Iterator[tuple[str, np.ndarray]]:
     """Map HF tensor names to GGUF names, permute q/k where the arch needs it, cast to dtype."""
     import gguf
 
@@ -255,12 +263,16 @@ def write_gguf(hf_dir: Path, out_path: Path, dtype: str = "f32", pre: str | None
 
     hf_dir, out_path = Path(hf_dir), Path(out_path)
     if dtype not in DTYPES:
-        raise ExportError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)} (quantize the f16/f32 file instead)")
+        raise ExportError(
+            f"dtype {dtype!r} is not one of {', '.join(DTYPES)} (quantize the f16/f32 file instead)"
+        )
     cfg = _read_json(hf_dir / "config.json")
     arch_name = (cfg.get("architectures") or ["?"])[0]
     spec = ARCHS.get(arch_name)
     if spec is None:
-        raise ExportError(f"{hf_dir}: architecture {arch_name} is not supported (supported: {', '.join(ARCHS)})")
+        raise ExportError(
+            f"{hf_dir}: architecture {arch_name} is not supported (supported: {', '.join(ARCHS)})"
+        )
     meta = read_tokenizer(hf_dir, cfg["vocab_size"], spec, pre)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
