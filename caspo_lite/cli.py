@@ -265,6 +265,78 @@ def demo(
 
 # --- export / inspect (quant) -------------------------------------------------------------------
 
+
+@app.command()
+@friendly
+def export(
+    source: Annotated[
+        str, typer.Argument(help="Built-in name, HF folder, hub id, LoRA adapter folder or training round.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="A .gguf file (one quant) or a folder.")],
+    quant: Annotated[
+        list[str],
+        typer.Option(
+            "--quant", "-q", help="f32|bf16|f16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k; repeat or comma-separate."
+        ),
+    ] = ["f16"],  # noqa: B006 - typer reads the default, never mutates it
+    base: Annotated[
+        str | None, typer.Option("--base", help="Base model of an adapter (default: from adapter_config).")
+    ] = None,
+    pre: Annotated[str | None, typer.Option("--pre", help="Force llama.cpp's pre-tokenizer name.")] = None,
+    ollama: Annotated[bool, typer.Option("--ollama", help="Also write a Modelfile beside each GGUF.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Export a model to GGUF (our writer + llama.cpp quantization), with provenance metadata."""
+    from quant.export import export as run_export
+    from quant.quantize import format_groups
+
+    def progress(item: Any) -> None:
+        if not as_json:
+            typer.echo(f"{item.path}  {item.quant}  {item.size / 2**20:.1f} MB  {item.seconds:.1f} s")
+            typer.echo(f"  types: {format_groups(item.groups)}")
+
+    result = run_export(source, out, quant, base=base, pre=pre, ollama=ollama, on_file=progress)
+    if as_json:
+        files = [
+            {"quant": f.quant, "path": str(f.path), "bytes": f.size, "seconds": round(f.seconds, 2), "types": f.groups}
+            for f in result.files
+        ]
+        echo_json({"source": result.reference, "sha256": result.sha256, "files": files,
+                   "modelfiles": [str(m) for m in result.modelfiles]})  # fmt: skip
+        return
+    typer.echo(f"source sha256 {result.sha256}")
+    for m in result.modelfiles:
+        typer.echo(f"ollama: ollama create NAME -f {m}")
+
+
+@app.command()
+@friendly
+def inspect(
+    file: Annotated[Path, typer.Argument(help="A .gguf file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show a GGUF's architecture, size, tensor types, context length, chat template and provenance."""
+    from quant.inspect import format_params, format_size, inspect_gguf
+
+    info = inspect_gguf(file)
+    if as_json:
+        echo_json(info)
+        return
+    types = ", ".join(f"{t} x{n}" for t, n in info["tensor_types"].items())
+    lines = [
+        f"file            {info['file']}",
+        f"size            {format_size(info['size_bytes'])}",
+        f"architecture    {info['architecture']}  ({info['block_count']} blocks, hidden {info['embedding_length']})",
+        f"parameters      {format_params(info['parameters'])}  in {info['tensors']} tensors",
+        f"file type       {info['file_type']}",
+        f"tensor types    {types}",
+        f"context length  {info['context_length']}",
+        f"vocabulary      {info['vocab_size']} tokens, pre-tokenizer {info['tokenizer_pre']}",
+        f"chat template   {'yes' if info['chat_template'] else 'no'}",
+    ]
+    lines += [f"{k:<15} {v}" for k, v in info["provenance"].items()]
+    typer.echo("\n".join(lines))
+
 # --- train / data (training) -------------------------------------------------------------------
 
 data_app = typer.Typer(help="Datasets a training run produced.", no_args_is_help=True)

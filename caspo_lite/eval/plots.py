@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.eval import metrics as M
-from caspo_lite.eval.report import GroupSummary, labelled_steps
+from caspo_lite.eval.report import GroupSummary, labelled_steps, short_model
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def _slug(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+def model_slug(ref: str) -> str:
+    """A file-name part for a model reference: the file stem or folder name of a path."""
+    name = Path(ref).stem if ref.endswith(".gguf") else Path(ref).name
+    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return keep.strip("_.") or "model"
 
 
@@ -38,7 +40,7 @@ def _empty(ax: Any, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
 
 
-def reliability_diagram(groups: Sequence[GroupSummary], model: str, out: Path) -> Path:
+def reliability_diagram(groups: Sequence[GroupSummary], model: str, out: Path, slug: str = "") -> Path:
     """Accuracy vs mean confidence per bin, one line per strategy, diagonal = perfect."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -57,9 +59,10 @@ def reliability_diagram(groups: Sequence[GroupSummary], model: str, out: Path) -
         drawn = True
     if not drawn:
         _empty(ax, "no confidences in [0, 1]")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"Reliability: {model}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+    ax.set_title(f"Reliability: {short_model(model, 48)}", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    path = out / f"reliability_{_slug(model)}.png"
+    path = out / f"reliability_{slug or model_slug(model)}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -75,21 +78,26 @@ def accuracy_vs_tokens(groups: Sequence[GroupSummary], out: Path) -> Path:
         if acc is None or tok is None or acc.value is None or tok.value is None:
             continue
         ax.scatter([tok.value], [acc.value], s=40)
-        ax.annotate(f"{g.strategy} ({g.model})", (tok.value, acc.value), fontsize=8, xytext=(4, 4),
-                    textcoords="offset points")
+        ax.annotate(
+            f"{g.strategy} ({model_slug(g.model)})",
+            (tok.value, acc.value),
+            fontsize=8,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
         drawn = True
     if not drawn:
         _empty(ax, "no results")
-    ax.set(xlabel="generated tokens per problem", ylabel="accuracy", title="Accuracy vs cost", ylim=(-0.05, 1.05))
+    ax.set(
+        xlabel="generated tokens per problem", ylabel="accuracy", title="Accuracy vs cost", ylim=(-0.05, 1.05)
+    )
     path = out / "accuracy_vs_tokens.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def step_confidence_histograms(
-    records: Sequence[dict[str, Any]], out: Path, signal: str = "entropy"
-) -> Path:
+def step_confidence_histograms(records: Sequence[dict[str, Any]], out: Path, signal: str = "entropy") -> Path:
     """Histograms of step confidence (``signal``) for correct vs wrong steps, one panel per model."""
     plt = _pyplot()
     models = list(dict.fromkeys(r["model"] for r in records)) or ["(none)"]
@@ -107,7 +115,8 @@ def step_confidence_histograms(
             _empty(ax, "no labelled steps")
         else:
             ax.legend(fontsize=8)
-        ax.set(xlabel=f"step confidence ({signal})", ylabel="steps", title=model)
+        ax.set(xlabel=f"step confidence ({signal})", ylabel="steps")
+        ax.set_title(short_model(model, 40), fontsize=10)
     path = out / f"step_confidence_{signal}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -117,7 +126,13 @@ def step_confidence_histograms(
 def write_plots(groups: Sequence[GroupSummary], records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
     """Every plot of the report into ``out``; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = [reliability_diagram(groups, m, out) for m in dict.fromkeys(g.model for g in groups)]
+    paths, used = [], set()
+    for model in dict.fromkeys(g.model for g in groups):
+        slug = model_slug(model)
+        while slug in used:  # two models named alike (e.g. two round folders' gguf)
+            slug += "_"
+        used.add(slug)
+        paths.append(reliability_diagram(groups, model, out, slug))
     paths.append(accuracy_vs_tokens(groups, out))
     paths.append(step_confidence_histograms(records, out))
     log.info("wrote %d plots to %s", len(paths), out)

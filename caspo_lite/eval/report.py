@@ -98,10 +98,15 @@ def _step_metrics(records: Sequence[dict[str, Any]]) -> dict[str, M.Metric]:
     return out
 
 
+def _num(value: Any) -> float:
+    """A record's number, NaN where it is missing (the metrics turn NaN into a null + reason)."""
+    return float(value) if isinstance(value, int | float) else float("nan")
+
+
 def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]) -> GroupSummary:
     """All metrics of one (model, strategy) from its problem records."""
     correct = [bool(r["correct"]) for r in records]
-    conf = [r["confidence"] if r.get("confidence") is not None else float("nan") for r in records]
+    conf = [_num(r.get("confidence")) for r in records]
     out: dict[str, M.Metric] = {"eval/accuracy": M.accuracy(correct)}
     chosen = [chosen_path(r) for r in records]
     out["eval/step_reliability"] = M.step_reliability(
@@ -112,7 +117,9 @@ def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]
     out["calib/auroc"] = M.auroc(conf, correct)
     paths = [p for r in records for p in r.get("paths") or []]
     out["calib/path_auroc"] = M.auroc(
-        [p["path_confidence"] for p in paths], [bool(p.get("correct")) for p in paths], name="calib/path_auroc"
+        [_num(p.get("path_confidence")) for p in paths],
+        [bool(p.get("correct")) for p in paths],
+        name="calib/path_auroc",
     )
     out.update(_step_metrics(records))
     tokens = [r["n_tokens"] for r in records]
@@ -128,7 +135,9 @@ def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]
     out["search/branches"] = M.mean("search/branches", [r.get("n_branches", 0) for r in records])
     out["search/pruned"] = M.mean("search/pruned", [r.get("n_pruned", 0) for r in records])
     try:
-        bins = M.reliability_bins([c for c in conf if c == c], [y for c, y in zip(conf, correct) if c == c])
+        bins = M.reliability_bins(
+            [c for c in conf if c == c], [y for c, y in zip(conf, correct, strict=True) if c == c]
+        )
     except ValueError:  # confidences that are not probabilities: no diagram (ece says why)
         bins = []
     return GroupSummary(model, strategy, len(records), out, bins)
@@ -146,13 +155,35 @@ def summary_json(groups: Sequence[GroupSummary], meta: dict[str, Any]) -> dict[s
     return {**meta, "results": [g.to_json() for g in groups]}
 
 
-def table_rows(groups: Sequence[GroupSummary]) -> tuple[list[str], list[list[str]]]:
+# The narrower table printed in a terminal (report.md has every column).
+CONSOLE_COLUMNS: tuple[str, ...] = (
+    "eval/accuracy",
+    "eval/step_reliability",
+    "calib/ece",
+    "calib/brier",
+    "calib/auroc",
+    "step_auroc/entropy",
+    "search/tokens",
+    "search/latency_s",
+    "search/tokens_per_s",
+)
+
+
+def short_model(ref: str, width: int = 28) -> str:
+    """A model reference short enough for a table cell (the tail of a long path)."""
+    return ref if len(ref) <= width else "..." + ref[-(width - 3) :]
+
+
+def table_rows(
+    groups: Sequence[GroupSummary], columns: Sequence[str] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Header and text rows of the report table (n/a where a metric is undefined)."""
-    header = ["model", "strategy", "n", *(h for _, h, _ in TABLE_COLUMNS)]
+    cols = [c for c in TABLE_COLUMNS if columns is None or c[0] in columns]
+    header = ["model", "strategy", "n", *(h for _, h, _ in cols)]
     rows = []
     for g in groups:
-        cells = [g.metrics[name].fmt(d) if name in g.metrics else "n/a" for name, _, d in TABLE_COLUMNS]
-        rows.append([g.model, g.strategy, str(g.n_problems), *cells])
+        cells = [g.metrics[name].fmt(d) if name in g.metrics else "n/a" for name, _, d in cols]
+        rows.append([short_model(g.model), g.strategy, str(g.n_problems), *cells])
     return header, rows
 
 
@@ -186,3 +217,32 @@ def render_markdown(groups: Sequence[GroupSummary], meta: dict[str, Any], plots:
     if plots:
         parts += ["", "## Plots", "", *(f"![{p}]({p})" for p in plots)]
     return "\n".join(parts) + "\n"
+
+
+COMPARE_METRICS: tuple[str, ...] = ("eval/accuracy", "search/tokens", "search/latency_s")
+
+
+def ratios_to_baseline(groups: Sequence[GroupSummary], baseline: str = "sc") -> list[dict[str, Any]]:
+    """Per (model, strategy): accuracy, tokens, latency and each one's ratio to ``baseline``.
+
+    A ratio is None (with the reason) when the baseline is missing or its value is 0 or
+    undefined: the CaT-vs-SC claim is "same accuracy at fewer tokens", so a ratio must never
+    silently become inf.
+    """
+    base = {g.model: g for g in groups if g.strategy == baseline}
+    rows = []
+    for g in groups:
+        row: dict[str, Any] = {"model": g.model, "strategy": g.strategy, "n": g.n_problems}
+        ref = base.get(g.model)
+        for name in COMPARE_METRICS:
+            m = g.metrics[name]
+            row[name] = m.value
+            b = ref.metrics[name].value if ref is not None else None
+            if ref is None:
+                row[f"{name}/ratio"], row[f"{name}/ratio_reason"] = None, f"no {baseline} run for {g.model}"
+            elif m.value is None or not b:
+                row[f"{name}/ratio"], row[f"{name}/ratio_reason"] = None, f"{baseline} value is {b!r}"
+            else:
+                row[f"{name}/ratio"] = m.value / b
+        rows.append(row)
+    return rows
