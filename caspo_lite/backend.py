@@ -41,7 +41,7 @@ class Backend:
 
     @property
     def bf16(self) -> bool:
-        """bf16 only on a CUDA GPU that supports it; CPU/MPS train in fp32 (TRL's bf16 default fails there)."""
+        """bf16 only on a CUDA GPU that supports it; CPU/MPS train fp32 (TRL's bf16 default fails there)."""
         if self.device != "cuda":
             return False
         import torch
@@ -66,7 +66,9 @@ def unsloth_installed() -> bool:
     return importlib.util.find_spec("unsloth") is not None
 
 
-def choose_backend(requested: str = "auto", device: str | None = None, has_unsloth: bool | None = None) -> Backend:
+def choose_backend(
+    requested: str = "auto", device: str | None = None, has_unsloth: bool | None = None
+) -> Backend:
     """Pick the training backend once.
 
     Args:
@@ -88,9 +90,13 @@ def choose_backend(requested: str = "auto", device: str | None = None, has_unslo
         backend = Backend("trl", device, f"{source} = 'trl' (forced)")
     elif requested == "unsloth":
         if not has_unsloth:
-            raise BackendUnavailable(f"{source} = 'unsloth' but it is not installed: pip install 'caspo-lite[unsloth]'")
+            raise BackendUnavailable(
+                f"{source} = 'unsloth' but it is not installed: pip install 'caspo-lite[unsloth]'"
+            )
         if device != "cuda":
-            raise BackendUnavailable(f"{source} = 'unsloth' needs a CUDA GPU (found {device}); use dpo.backend = 'trl'")
+            raise BackendUnavailable(
+                f"{source} = 'unsloth' needs a CUDA GPU (found {device}); use dpo.backend = 'trl'"
+            )
         backend = Backend("unsloth", device, f"{source} = 'unsloth' (forced)")
     elif device == "cuda" and has_unsloth:
         backend = Backend("unsloth", device, "CUDA GPU found and the unsloth extra is installed")
@@ -99,7 +105,7 @@ def choose_backend(requested: str = "auto", device: str | None = None, has_unslo
             "trl",
             device,
             "CUDA GPU found but the unsloth extra is not installed",
-            note="training runs on plain transformers+PEFT+TRL; pip install 'caspo-lite[unsloth]' for 2x speed and QLoRA",
+            note="training on plain transformers+PEFT+TRL; install 'caspo-lite[unsloth]' for speed and QLoRA",
         )
     else:
         backend = Backend("trl", device, f"no CUDA GPU ({device}): transformers + PEFT + TRL")

@@ -413,6 +413,9 @@ def train(
     from caspo_lite.train.rounds import train as run_train
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our Rich bars report progress; no per-load tqdm lines
     progress, on_event = _train_renderer()
     with progress:
         history = run_train(cfg, out, on_event)

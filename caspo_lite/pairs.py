@@ -225,8 +225,38 @@ def _alternatives(ps: ProblemSamples, sol: Solution, i: int, prefix: str) -> lis
     return out
 
 
-def _step_pairs(ps: ProblemSamples, th: Thresholds, rule: PairRule, report: PairReport) -> list[Pair]:
-    found: list[tuple[float, Pair]] = []  # (priority: smaller first, pair)
+def _pair(
+    ps: ProblemSamples, kind: str, i: int, steps: Sequence[Step], own: Step, own_src: str, alt: Step, src: str
+) -> Pair:
+    chosen, rejected, c_src, r_src = (own, alt, own_src, src) if kind == "A" else (alt, own, src, own_src)
+    return Pair(
+        problem_id=ps.problem_id,
+        type=kind,
+        step_index=i,
+        prompt=ps.prompt + "".join(s.text for s in steps[:i]),
+        prefix_steps=tuple(s.text for s in steps[:i]),
+        chosen=chosen.text,
+        rejected=rejected.text,
+        chosen_label=chosen.label,
+        rejected_label=rejected.label,
+        chosen_confidence=chosen.confidence,
+        rejected_confidence=rejected.confidence,
+        chosen_token_confidences=tuple(chosen.token_confidences),
+        rejected_token_confidences=tuple(rejected.token_confidences),
+        chosen_source=c_src,
+        rejected_source=r_src,
+    )
+
+
+def _step_pairs(ps: ProblemSamples, th: Thresholds, rule: PairRule, report: PairReport) -> list[list[Pair]]:
+    """One list of options per A/B candidate step, best alternative first.
+
+    The first option uses the most confident alternative (the model's likeliest mistake for
+    A, its surest right step for B); later options are the next alternatives, used when the
+    first would duplicate a pair already taken (a step can be both an A's rejected side and a
+    B candidate itself: without fallbacks the two collapse into one pair).
+    """
+    found: list[tuple[float, list[Pair]]] = []  # (priority: smaller first, options)
     for sol in ps.solutions:
         steps = used_steps(sol.steps)
         report.n_steps_used += len(steps)
@@ -243,57 +273,46 @@ def _step_pairs(ps: ProblemSamples, th: Thresholds, rule: PairRule, report: Pair
             if not alts:
                 report.no_alternative[kind] += 1
                 continue
-            alt, src = max(alts, key=lambda a: (a[0].confidence, a[1]))
+            alts.sort(key=lambda a: (-a[0].confidence, a[1]))
             own = f"{sol.source}:{sol.index}"
-            chosen, rejected, c_src, r_src = (step, alt, own, src) if kind == "A" else (alt, step, src, own)
-            pair = Pair(
-                problem_id=ps.problem_id,
-                type=kind,
-                step_index=i,
-                prompt=ps.prompt + prefix,
-                prefix_steps=tuple(s.text for s in steps[:i]),
-                chosen=chosen.text,
-                rejected=rejected.text,
-                chosen_label=chosen.label,
-                rejected_label=rejected.label,
-                chosen_confidence=chosen.confidence,
-                rejected_confidence=rejected.confidence,
-                chosen_token_confidences=tuple(chosen.token_confidences),
-                rejected_token_confidences=tuple(rejected.token_confidences),
-                chosen_source=c_src,
-                rejected_source=r_src,
-            )
+            options = [_pair(ps, kind, i, steps, step, own, alt, src) for alt, src in alts]
             # B: confidently wrong first; A: least confident right first.
-            priority = -step.confidence if kind == "B" else step.confidence
-            found.append((priority, pair))
-    found.sort(key=lambda fp: (fp[0], fp[1].step_index, fp[1].chosen_source, fp[1].rejected_source))
-    return [p for _, p in found]
+            found.append((-step.confidence if kind == "B" else step.confidence, options))
+    found.sort(key=lambda fo: (fo[0], fo[1][0].step_index, fo[1][0].chosen_source, fo[1][0].rejected_source))
+    # Interleave B, A, B, A ... so a per-problem cap keeps the mix instead of one type only.
+    by_type = {kind: [o for _, o in found if o[0].type == kind] for kind in ("B", "A")}
+    merged: list[list[Pair]] = []
+    for i in range(max((len(v) for v in by_type.values()), default=0)):
+        merged.extend(v[i] for v in by_type.values() if i < len(v))
+    return merged
 
 
-def _answer_pairs(ps: ProblemSamples, report: PairReport) -> list[Pair]:
+def _answer_pairs(ps: ProblemSamples, report: PairReport) -> list[list[Pair]]:
     right = sorted((s for s in ps.solutions if s.correct), key=lambda s: (-s.confidence, s.index))
     wrong = sorted((s for s in ps.solutions if s.correct is False), key=lambda s: (-s.confidence, s.index))
     report.n_steps_used += sum(len(s.steps) for s in ps.solutions)
     out = []
     for good, bad in zip(right, wrong, strict=False):  # one use per solution, most confident first
         out.append(
-            Pair(
-                problem_id=ps.problem_id,
-                type="answer",
-                step_index=0,
-                prompt=ps.prompt,
-                prefix_steps=(),
-                chosen=good.text,
-                rejected=bad.text,
-                chosen_label=CORRECT,
-                rejected_label=WRONG,
-                chosen_confidence=good.confidence,
-                rejected_confidence=bad.confidence,
-                chosen_token_confidences=tuple(t for s in good.steps for t in s.token_confidences),
-                rejected_token_confidences=tuple(t for s in bad.steps for t in s.token_confidences),
-                chosen_source=f"{good.source}:{good.index}",
-                rejected_source=f"{bad.source}:{bad.index}",
-            )
+            [
+                Pair(
+                    problem_id=ps.problem_id,
+                    type="answer",
+                    step_index=0,
+                    prompt=ps.prompt,
+                    prefix_steps=(),
+                    chosen=good.text,
+                    rejected=bad.text,
+                    chosen_label=CORRECT,
+                    rejected_label=WRONG,
+                    chosen_confidence=good.confidence,
+                    rejected_confidence=bad.confidence,
+                    chosen_token_confidences=tuple(t for s in good.steps for t in s.token_confidences),
+                    rejected_token_confidences=tuple(t for s in bad.steps for t in s.token_confidences),
+                    chosen_source=f"{good.source}:{good.index}",
+                    rejected_source=f"{bad.source}:{bad.index}",
+                )
+            ]
         )
     return out
 
@@ -316,13 +335,18 @@ def build_pairs(
     seen: set[tuple[str, str, str]] = set()
     pairs: list[Pair] = []
     for ps in problems:
-        found = _answer_pairs(ps, report) if rule.mode == "answer" else _step_pairs(ps, report.thresholds, rule, report)
+        found = (
+            _answer_pairs(ps, report)
+            if rule.mode == "answer"
+            else _step_pairs(ps, report.thresholds, rule, report)
+        )
         kept = 0
-        for pair in found:
-            key = (pair.prompt, pair.chosen, pair.rejected)
-            if key in seen:
+        for options in found:
+            pair = next((p for p in options if (p.prompt, p.chosen, p.rejected) not in seen), None)
+            if pair is None:
                 report.duplicates += 1
                 continue
+            key = (pair.prompt, pair.chosen, pair.rejected)
             if kept >= rule.max_per_problem:
                 report.capped += 1
                 continue

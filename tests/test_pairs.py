@@ -100,10 +100,15 @@ def test_first_wrong_step_cut_and_shared_prefix() -> None:
 
 def test_resampled_alternatives_are_used() -> None:
     ps = ProblemSamples(
-        "p", "Q\n", [sol(0, S_RIGHT_UNSURE)], alternatives={(0, ""): (st("2+3=8", 0.4, WRONG), S_RIGHT_UNSURE)}
+        "p",
+        "Q\n",
+        [sol(0, S_RIGHT_UNSURE)],
+        alternatives={(0, ""): (st("2+3=8", 0.4, WRONG), S_RIGHT_UNSURE)},
     )
     pairs, _ = build_pairs([ps], PairRule(), FIXED)
-    assert [(p.chosen, p.rejected, p.rejected_source) for p in pairs] == [("2+3=5\n", "2+3=8\n", "resample:0")]
+    assert [(p.chosen, p.rejected, p.rejected_source) for p in pairs] == [
+        ("2+3=5\n", "2+3=8\n", "resample:0")
+    ]
 
 
 def test_dedupe_and_cap_and_mix_report() -> None:
@@ -118,7 +123,11 @@ def test_dedupe_and_cap_and_mix_report() -> None:
     ps = ProblemSamples(
         "p",
         "Q\n",
-        [sol(0, a0, st("b=2", 0.2, CORRECT)), sol(1, a0, st("b=3", 0.1, WRONG)), sol(2, st("a=2", 0.8, WRONG))],
+        [
+            sol(0, a0, st("b=2", 0.2, CORRECT)),
+            sol(1, a0, st("b=3", 0.1, WRONG)),
+            sol(2, st("a=2", 0.8, WRONG)),
+        ],
     )
     pairs, report = build_pairs([ps], PairRule(), FIXED)
     assert [(p.type, p.step_index, p.chosen, p.rejected) for p in pairs] == [
@@ -163,3 +172,15 @@ def test_rule_validation_names_the_field() -> None:
         PairRule(low_percentile=130)
     with pytest.raises(ValueError, match="pairs.types"):
         PairRule(types=("C",))
+
+
+def test_a_pair_falls_back_to_the_next_alternative_instead_of_duplicating_b() -> None:
+    # B: "=6" (0.8 wrong) vs "=5". A's best alternative is "=6" too, which would repeat the B
+    # pair; the A pair takes the next wrong alternative "=7" instead.
+    ps = ProblemSamples("p", "Q\n", [sol(0, S_RIGHT_UNSURE), sol(1, S_WRONG_SURE), sol(2, S_WRONG_UNSURE)])
+    pairs, report = build_pairs([ps], PairRule(), FIXED)
+    assert [(p.type, p.chosen, p.rejected) for p in pairs] == [
+        ("B", "2+3=5\n", "2+3=6\n"),
+        ("A", "2+3=5\n", "2+3=7\n"),
+    ]
+    assert report.duplicates == 0

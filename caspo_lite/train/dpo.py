@@ -1,0 +1,266 @@
+"""One round of DPO on the round's pairs, with the previous round's policy as reference (DESIGN §1.5).
+
+The policy entering round r is a plain HF folder (the base model, or round r-1's merged
+weights). A fresh LoRA goes on top; TRL's ``ref_model=None`` + ``peft_config`` makes the
+reference "the same model with adapters disabled" = the round r-1 policy, at no extra memory.
+After training the adapter is saved, then merged into the weights: that folder is round r's
+policy (and the next round's reference).
+
+Pairs are tokenized here, not by TRL: prompt and step are tokenized separately and
+concatenated, and **no EOS is appended** (TRL appends one to every standard-format
+completion, which for a *step* would teach the model to stop after it). `StepDPOTrainer`
+accepts such pre-tokenized rows; its `_prepare_dataset` is the same in trl 1.15 and 1.16.
+
+Resumable: checkpoints every ``dpo.save_steps`` under ``<round>/dpo/``; a rerun continues
+from the last one (``resume_from_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from caspo_lite.backend import Backend, import_training_stack
+from caspo_lite.errors import DataError
+from caspo_lite.pairs import Pair
+from caspo_lite.train.config import DpoSection
+from caspo_lite.train.ledger import fault_point
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]  # (step, total, last logs)
+
+
+@dataclass
+class DpoResult:
+    steps: int
+    train_loss: float
+    reward_margin: float  # mean beta * (log-ratio chosen - log-ratio rejected) over the pairs, after training
+    reward_accuracy: float  # share of pairs with a positive margin
+    logs: list[dict[str, float]]
+    resumed_from: str | None = None  # the checkpoint this run continued from
+
+
+def tokenize_pairs(pairs: Sequence[Pair], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
+    """prompt/chosen/rejected ids; the prompt is cut from the left so the step always fits."""
+    rows = []
+    for p in pairs:
+        prompt = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
+        chosen = tokenizer(p.chosen, add_special_tokens=False)["input_ids"]
+        rejected = tokenizer(p.rejected, add_special_tokens=False)["input_ids"]
+        room = max_length - max(len(chosen), len(rejected))
+        if room < 1:
+            chosen, rejected = chosen[: max_length // 2], rejected[: max_length // 2]
+            room = max_length - max(len(chosen), len(rejected))
+        rows.append({"prompt_ids": prompt[-room:], "chosen_ids": chosen, "rejected_ids": rejected})
+    return rows
+
+
+def _trainer_class(trl: Any) -> type:
+    class StepDPOTrainer(trl.DPOTrainer):
+        """DPOTrainer that takes pre-tokenized rows as they are (no EOS appended)."""
+
+        def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+            if "prompt_ids" in dataset.column_names:
+                return dataset
+            return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    return StepDPOTrainer
+
+
+def _progress_callback(
+    transformers: Any, on_progress: ProgressFn | None, store: list[dict[str, float]]
+) -> Any:
+    class Progress(transformers.TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if logs:
+                store.append({k: float(v) for k, v in logs.items() if isinstance(v, int | float)})
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            fault_point("dpo", state.global_step)
+            if on_progress:
+                on_progress(state.global_step, state.max_steps, store[-1] if store else {})
+
+    return Progress()
+
+
+def load_policy(policy_dir: Path, cfg: DpoSection, backend: Backend, mods: dict[str, Any]) -> tuple[Any, Any]:
+    """(model, tokenizer) of the policy entering this round."""
+    if backend.name == "unsloth":
+        model, tokenizer = mods["FastLanguageModel"].from_pretrained(
+            model_name=str(policy_dir),
+            max_seq_length=cfg.max_length,
+            load_in_4bit=cfg.load_in_4bit,
+            dtype=None,
+        )
+        model = mods["FastLanguageModel"].get_peft_model(
+            model,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+            random_state=cfg.seed,
+        )
+        return model, tokenizer
+    import torch
+
+    transformers = mods["transformers"]
+    dtype = torch.bfloat16 if backend.bf16 else torch.float32
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(policy_dir), dtype=dtype)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(policy_dir))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _dpo_config(cfg: DpoSection, backend: Backend, out_dir: Path, n_pairs: int, trl: Any) -> Any:
+    losses, weights = ["sigmoid"], [1.0]
+    if cfg.sft_weight > 0:
+        losses.append("sft")
+        weights.append(cfg.sft_weight)
+    return trl.DPOConfig(
+        output_dir=str(out_dir),
+        beta=cfg.beta,
+        loss_type=losses,
+        loss_weights=weights,
+        max_length=cfg.max_length,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        use_cpu=backend.use_cpu,
+        bf16=backend.bf16,
+        fp16=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        remove_unused_columns=False,
+    )
+
+
+def sequence_logps(model: Any, rows: Sequence[dict[str, list[int]]], side: str) -> list[float]:
+    """Sum of log p(completion tokens | prompt) for each row's ``side`` ('chosen'/'rejected')."""
+    import torch
+
+    out = []
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for row in rows:
+            ids = row["prompt_ids"] + row[f"{side}_ids"]
+            n_prompt = len(row["prompt_ids"])
+            logits = model(torch.tensor([ids], device=device)).logits[0].float()
+            logp = torch.log_softmax(logits[:-1], dim=-1)
+            target = torch.tensor(ids[1:], device=device)
+            token_logp = logp.gather(1, target[:, None])[:, 0]
+            out.append(float(token_logp[n_prompt - 1 :].sum()))
+    return out
+
+
+def reward_margins(model: Any, rows: Sequence[dict[str, list[int]]], beta: float) -> list[float]:
+    """DPO's implicit reward margin per pair: policy = adapter on, reference = adapter off."""
+    model.eval()
+    pc, pr = sequence_logps(model, rows, "chosen"), sequence_logps(model, rows, "rejected")
+    with model.disable_adapter():
+        rc, rr = sequence_logps(model, rows, "chosen"), sequence_logps(model, rows, "rejected")
+    return [beta * ((a - b) - (c - d)) for a, c, b, d in zip(pc, pr, rc, rr, strict=True)]
+
+
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    """The newest complete ``checkpoint-N`` folder (trainer_state.json written last)."""
+    if not ckpt_dir.is_dir():
+        return None
+    done = [p for p in ckpt_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    if not done:
+        return None
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
+
+
+def train_dpo(
+    policy_dir: Path,
+    pairs: Sequence[Pair],
+    round_dir: Path,
+    cfg: DpoSection,
+    backend: Backend,
+    on_progress: ProgressFn | None = None,
+) -> DpoResult:
+    """Train one round; write ``adapter/`` and ``merged/`` under ``round_dir``.
+
+    Raises:
+        DataError: no pairs to train on.
+    """
+    if not pairs:
+        raise DataError(f"{round_dir}: no pairs to train on (loosen pairs.low_percentile / high_percentile)")
+    mods = import_training_stack(backend)
+    trl, peft, transformers = mods["trl"], mods["peft"], mods["transformers"]
+    from datasets import Dataset
+
+    transformers.set_seed(cfg.seed)
+    model, tokenizer = load_policy(policy_dir, cfg, backend, mods)
+    rows = tokenize_pairs(pairs, tokenizer, cfg.max_length)
+    dataset = Dataset.from_list(rows)
+    ckpt_dir = round_dir / "dpo"
+    args = _dpo_config(cfg, backend, ckpt_dir, len(rows), trl)
+    peft_config = None
+    if backend.name != "unsloth":
+        peft_config = peft.LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            task_type="CAUSAL_LM",
+        )
+    logs: list[dict[str, float]] = []
+    trainer = _trainer_class(trl)(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[_progress_callback(transformers, on_progress, logs)],
+    )
+    # the library never prints: drop the Trainer's stdout logger (our callback reports progress)
+    trainer.remove_callback(transformers.PrinterCallback)
+    resume = last_checkpoint(ckpt_dir)
+    if resume:
+        log.info("resuming DPO from %s", resume)
+    output = trainer.train(resume_from_checkpoint=resume)
+    policy = trainer.model
+    policy.save_pretrained(str(round_dir / "adapter"))
+    margins = reward_margins(policy, rows, cfg.beta)
+    merge_policy(policy, tokenizer, round_dir / "merged", backend, cfg)
+    result = DpoResult(
+        steps=int(output.global_step),
+        train_loss=float(output.training_loss) if not math.isnan(output.training_loss) else float("nan"),
+        reward_margin=sum(margins) / len(margins),
+        reward_accuracy=sum(m > 0 for m in margins) / len(margins),
+        logs=logs,
+        resumed_from=Path(resume).name if resume else None,
+    )
+    (round_dir / "dpo_result.json").write_text(json.dumps(result.__dict__, indent=1), encoding="utf-8")
+    return result
+
+
+def merge_policy(policy: Any, tokenizer: Any, out_dir: Path, backend: Backend, cfg: DpoSection) -> Path:
+    """Merge the LoRA into the weights: the next round's policy and reference."""
+    if backend.name == "unsloth" and cfg.load_in_4bit:
+        policy.save_pretrained_merged(str(out_dir), tokenizer, save_method="merged_16bit")
+        return out_dir
+    merged = policy.merge_and_unload()
+    merged.save_pretrained(str(out_dir))
+    tokenizer.save_pretrained(str(out_dir))
+    return out_dir

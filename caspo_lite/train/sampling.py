@@ -1,0 +1,186 @@
+"""Round sampling: N solutions per training problem from the current policy, with per-token confidence.
+
+The N solutions of one problem are N root branches of one engine session (the prompt is
+decoded once and forked), advanced together by the search `Runner` — the same decode loop,
+confidence scorer and step segmenter that inference uses, so training-time and test-time
+step confidences are the same numbers. On CPU the engine is llama.cpp on a lossless (f32/f16)
+GGUF export of the policy; on a GPU it can be transformers.
+
+Determinism: problem ``i`` of round ``r`` samples with the seed ``problem_seed(seed, r, id)``
+and a fresh session, so a problem's record does not depend on which problems ran before it in
+this process. That is what makes a resumed run byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from caspo_lite.engines.base import Engine
+from caspo_lite.sampling import Sampler
+from caspo_lite.search.events import BranchFinished, TokenGenerated
+from caspo_lite.search.runner import Runner
+from caspo_lite.steps import StepRule
+from caspo_lite.tasks.base import Problem, Prompt, Task
+from caspo_lite.train.config import TrainConfig
+from caspo_lite.train.ledger import fault_point
+
+log = logging.getLogger(__name__)
+
+
+def problem_seed(seed: int, round_index: int, problem_id: str) -> int:
+    """A 63-bit seed from (run seed, round, problem id); stable across processes and platforms."""
+    digest = hashlib.sha256(f"{seed}:{round_index}:{problem_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def prompt_text(prompt: Prompt, tokenizer: Any | None) -> str:
+    """The prompt as model text (the DPO "prompt" column): raw text, or the chat template applied."""
+    if prompt.text is not None:
+        return prompt.text
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            list(prompt.messages), tokenize=False, add_generation_prompt=True
+        )
+    return "\n".join(m["content"] for m in prompt.messages) + "\n"
+
+
+@dataclass
+class _Trace:
+    tokens: list[int]
+    pieces: list[str]
+    confs: list[float]
+    step_lens: list[int]
+
+
+def _steps_of(trace: _Trace, text: str) -> list[dict[str, Any]]:
+    """Step records over the branch's tokens, cut to the finished text (stop strings trimmed)."""
+    steps, start = [], 0
+    for n in trace.step_lens:
+        piece_text = "".join(trace.pieces[start : start + n])
+        steps.append(
+            {
+                "text": piece_text,
+                "token_ids": trace.tokens[start : start + n],
+                "token_confidences": trace.confs[start : start + n],
+            }
+        )
+        start += n
+    out, pos = [], 0
+    for st in steps:
+        remaining = text[pos:]
+        if not remaining:
+            break
+        if not remaining.startswith(st["text"]):  # the stop string was trimmed inside this step
+            st = {**st, "text": remaining if st["text"].startswith(remaining) else st["text"]}
+        pos += len(st["text"])
+        if st["text"].strip():
+            out.append(st)
+        elif out:  # whitespace-only tail joins the previous step
+            out[-1] = {**out[-1], "text": out[-1]["text"] + st["text"]}
+    return out
+
+
+def sample_problem(
+    engine: Engine,
+    task: Task,
+    problem: Problem,
+    cfg: TrainConfig,
+    seed: int,
+    tokenizer: Any | None = None,
+    n: int | None = None,
+    prompt: Prompt | None = None,
+) -> dict[str, Any]:
+    """The samples record of one problem (see layout.py), graded but not yet step-labelled."""
+    from caspo_lite.confidence import step_confidence
+
+    prompt = prompt or task.prompt(problem)
+    n = n or cfg.sample.n
+    rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
+    sampler = Sampler(cfg.sample.temperature, cfg.sample.top_p, seed=seed)
+    runner = Runner(
+        engine,
+        prompt,
+        task.extract_answer,
+        n_branches=n,
+        sampler=sampler,
+        signal=cfg.confidence.signal,
+        path_mode=cfg.confidence.path_mode,
+        step_rule=rule,
+        max_tokens=cfg.sample.max_tokens,
+    )
+    traces: dict[int, _Trace] = {}
+    finished: dict[int, BranchFinished] = {}
+    runner.open()
+    try:
+        for _ in range(n):
+            b, _ev = runner.start(reason="sample")
+            traces[b.id] = _Trace([], [], [], [])
+        while runner.live:
+            for ev in runner.advance():
+                if isinstance(ev, TokenGenerated):
+                    t = traces[ev.branch]
+                    t.tokens.append(ev.token_id)
+                    t.pieces.append(ev.text)
+                    t.confs.append(ev.confidence)
+                elif isinstance(ev, BranchFinished):
+                    finished[ev.branch] = ev
+                elif hasattr(ev, "token_confidences"):  # StepDone
+                    traces[ev.branch].step_lens.append(len(ev.token_confidences))
+    finally:
+        runner.close()
+    solutions = []
+    for i in range(n):
+        fin = finished[i]
+        steps = _steps_of(traces[i], fin.text)
+        for st in steps:
+            st["confidence"] = step_confidence(st["token_confidences"])
+        answer = fin.answer
+        solutions.append(
+            {
+                "index": i,
+                "text": "".join(st["text"] for st in steps),
+                "answer": answer,
+                "correct": bool(task.grade(answer, problem.answer)) if answer is not None else False,
+                "stop_reason": fin.stop_reason,
+                "n_tokens": fin.n_tokens,
+                "steps": steps,
+            }
+        )
+    return {
+        "problem_id": problem.id,
+        "question": problem.question,
+        "gold": problem.answer,
+        "prompt": prompt_text(prompt, tokenizer),
+        "seed": seed,
+        "solutions": solutions,
+    }
+
+
+def sample_round(
+    engine: Engine,
+    task: Task,
+    problems: Sequence[Problem],
+    cfg: TrainConfig,
+    round_index: int,
+    appender: Any,
+    tokenizer: Any | None = None,
+    on_problem: Callable[[int, int], None] | None = None,
+) -> int:
+    """Sample every problem not yet in ``appender`` (a JsonlAppender); returns how many were new."""
+    new = 0
+    for i, problem in enumerate(problems):
+        if problem.id in appender.done:
+            if on_problem:
+                on_problem(i + 1, len(problems))
+            continue
+        seed = problem_seed(cfg.sample.seed, round_index, problem.id)
+        appender.append(sample_problem(engine, task, problem, cfg, seed, tokenizer))
+        new += 1
+        fault_point("sample", len(appender.done))
+        if on_problem:
+            on_problem(i + 1, len(problems))
+    return new

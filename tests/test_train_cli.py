@@ -1,0 +1,74 @@
+"""`caspo-lite train` / `data export` from the command line: plans and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from caspo_lite.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = str(REPO / "recipes" / "tiny-ci.toml")
+
+
+def _invoke(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, list(args))
+    return res.exit_code, res.output
+
+
+def _error_line(output: str) -> str:
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, output
+    return lines[0]
+
+
+def test_bad_recipe_key_and_value() -> None:
+    code, out = _invoke("train", "--recipe", RECIPE, "--set", "dpo.bta=0.2", "--dry-run")
+    assert code == 2 and "unknown key 'bta'" in _error_line(out) and "tiny-ci.toml.dpo" in out
+    code, out = _invoke("train", "--recipe", RECIPE, "--set", "sample.n=-1", "--dry-run")
+    assert code == 2 and "sample.n must be > 0" in _error_line(out)
+    code, out = _invoke("train", "--recipe", "no/such.toml", "--dry-run")
+    assert code == 2 and "recipe not found" in _error_line(out)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"question": "1+1?", "answer": "2"}\n{"question": "2+2?"}\n', ":2: missing field 'answer'"),
+        (b"", "empty file"),
+        (b'{"question": "1+1?", "answer": "\xff"}\n', ":1: not valid UTF-8"),
+    ],
+    ids=["missing-answer", "empty", "non-utf8"],
+)
+def test_bad_task_data_names_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    data = tmp_path / "mine.jsonl"
+    data.write_bytes(content)
+    sets = ["task.name='jsonl'", f"task.path='{data}'", "task.n_train=1", "task.n_dev=0"]
+    code, out = _invoke("train", "--recipe", RECIPE, *[a for s in sets for a in ("--set", s)], "--dry-run")
+    line = _error_line(out)
+    assert code != 0 and str(data) in line and message in line
+
+
+def test_dry_run_prints_plan_and_memory(tmp_path: Path) -> None:
+    code, out = _invoke("train", "--recipe", RECIPE, "--dry-run", "--out", str(tmp_path / "r"))
+    assert code == 0, out
+    plan = json.loads(out[out.index("{") :])
+    assert plan["train_problems"] == 12 and plan["samples_per_round"] == 96
+    assert plan["backend"].startswith("trl on cpu")
+    assert plan["memory_estimate_gb"] is None or plan["memory_estimate_gb"] > 0  # known once tiny is built
+    assert not (tmp_path / "r").exists()  # a dry run writes nothing
+
+
+def test_data_export_errors(tmp_path: Path) -> None:
+    code, out = _invoke("data", "export", str(tmp_path))
+    assert code == 2 and "no pairs file" in _error_line(out)
+    rd = tmp_path / "round-1"
+    rd.mkdir()
+    (rd / "pairs.jsonl").write_bytes(b'{"chosen": "a"}\n{"chosen": "\xff"}\n')
+    code, out = _invoke("data", "export", str(rd))
+    assert code == 2 and "pairs.jsonl:2: not UTF-8" in _error_line(out)
+    code, out = _invoke("data", "export", str(rd), "--format", "parquet")
+    assert code == 2 and "--format 'parquet'" in _error_line(out)
