@@ -14,7 +14,17 @@ from typing import Any
 from caspo_lite.errors import ConfigError
 from caspo_lite.tasks.base import Problem, Prompt, Task
 
-TASK_NAMES: tuple[str, ...] = ("arith", "gsm8k", "math500", "aime24", "amc23", "svamp", "asdiv", "multiarith", "jsonl")
+TASK_NAMES: tuple[str, ...] = (
+    "arith",
+    "gsm8k",
+    "math500",
+    "aime24",
+    "amc23",
+    "svamp",
+    "asdiv",
+    "multiarith",
+    "jsonl",
+)
 
 
 def get_task(name: str, path: str | None = None, **options: Any) -> Task:
@@ -34,7 +44,9 @@ def get_task(name: str, path: str | None = None, **options: Any) -> Task:
             return ArithTask(**options)
         if name in ("math500", "aime24", "amc23"):
             return MathTask(name=name, path=path, **options)
-        cls = {"gsm8k": GSM8KTask, "svamp": SVAMPTask, "asdiv": ASDivTask, "multiarith": MultiArithTask}.get(name)
+        cls = {"gsm8k": GSM8KTask, "svamp": SVAMPTask, "asdiv": ASDivTask, "multiarith": MultiArithTask}.get(
+            name
+        )
         return (cls or JsonlTask)(path=path, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"task '{name}': {exc}") from None

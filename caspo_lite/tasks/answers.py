@@ -60,7 +60,11 @@ def extract_raw_answer(text: str) -> str | None:
 
 
 def extract_numeric_answer(text: str) -> str | None:
-    """Canonical number text of the answer ('1200', '2.5', '1/3'), or None."""
+    """Canonical number text of the answer ('1200', '2.5', '1/3'), or None.
+
+    An answer span without any number is returned as written ("Yes"): a few ASDiv answers
+    are words, and they grade as case-insensitive text.
+    """
     raw = extract_raw_answer(text)
     if raw is not None:
         inner = last_boxed(raw)
@@ -70,6 +74,8 @@ def extract_numeric_answer(text: str) -> str | None:
         numbers = _NUMBER.findall(raw.replace("−", "-"))
         if numbers:
             return format_number(parse_number(numbers[-1]) or 0)
+        if raw.strip():
+            return raw.strip().rstrip(".")  # a word answer ("Yes", "Purple"), as ASDiv has
     numbers = _NUMBER.findall((text or "").replace("−", "-"))
     if not numbers:
         return None
@@ -84,7 +90,7 @@ def grade_numeric(predicted: str | None, gold: str) -> bool:
     x, y = parse_number(predicted), parse_number(gold)
     if x is not None and y is not None:
         return x == y
-    return normalize_math(predicted) == normalize_math(gold) != ""
+    return normalize_math(predicted).lower() == normalize_math(gold).lower() != ""
 
 
 # --- MATH-style answers ------------------------------------------------------------------------

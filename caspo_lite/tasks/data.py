@@ -43,7 +43,9 @@ def resolve_file(relative: str, path: str | os.PathLike[str] | None = None) -> P
     for candidate in (root / relative, root / Path(relative).name):
         if candidate.is_file():
             return candidate
-    raise DataError(f"{root / relative}: file not found; pass --data PATH or set {ENV_VAR} to the data folder")
+    raise DataError(
+        f"{root / relative}: file not found; pass --data PATH or set {ENV_VAR} to the data folder"
+    )
 
 
 def read_jsonl(file: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -63,7 +65,9 @@ def read_jsonl(file: Path) -> list[tuple[int, dict[str, Any]]]:
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{file}:{lineno}: invalid JSON ({exc.msg}); each line must be one JSON object") from None
+            raise DataError(
+                f"{file}:{lineno}: invalid JSON ({exc.msg}); each line must be one JSON object"
+            ) from None
         if not isinstance(row, dict):
             raise DataError(f"{file}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
         rows.append((lineno, row))

@@ -43,7 +43,9 @@ class JsonlTask(WordProblemTask):
         file = Path(self.path.replace("{split}", split)).expanduser()
         if not file.is_file():
             raise DataError(f"{file}: file not found; pass --data PATH to a JSONL file")
-        problems = [self._problem(file, lineno, row, i) for i, (lineno, row) in enumerate(data.read_jsonl(file))]
+        problems = [
+            self._problem(file, lineno, row, i) for i, (lineno, row) in enumerate(data.read_jsonl(file))
+        ]
         return data.select(problems, n, seed)
 
     def _problem(self, file: Path, lineno: int, row: dict[str, Any], index: int) -> Problem:

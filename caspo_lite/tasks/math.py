@@ -25,7 +25,10 @@ MATH_INSTRUCTION = (
     "End with a last line 'Answer: <final answer>' (LaTeX is fine, e.g. Answer: \\frac{1}{2})."
 )
 MATH_FEWSHOT = (
-    ("What is $\\frac{1}{2} + \\frac{1}{3}$?", "$\\frac{1}{2} + \\frac{1}{3} = \\frac{3}{6} + \\frac{2}{6}$\n$= \\frac{5}{6}$\nAnswer: \\frac{5}{6}"),
+    (
+        "What is $\\frac{1}{2} + \\frac{1}{3}$?",
+        "$\\frac{1}{2} + \\frac{1}{3} = \\frac{3}{6} + \\frac{2}{6}$\n$= \\frac{5}{6}$\nAnswer: \\frac{5}{6}",
+    ),
     ("Solve $2x + 3 = 11$ for $x$.", "$2x = 11 - 3 = 8$\n$x = 8 / 2 = 4$\nAnswer: 4"),
 )
 

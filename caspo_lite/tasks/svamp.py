@@ -37,5 +37,7 @@ class SVAMPTask(WordProblemTask):
             answer = normalize_number_text(field(row, "Answer", file, lineno))
             text = f"{body.rstrip('.')}. {question}" if body else question
             steps = (f"{_clean_equation(row['Equation'])} = {answer}",) if row.get("Equation") else ()
-            problems.append(Problem(f"svamp-{index}", text, answer, steps, {"line": lineno, "id": row.get("ID")}))
+            problems.append(
+                Problem(f"svamp-{index}", text, answer, steps, {"line": lineno, "id": row.get("ID")})
+            )
         return problems
