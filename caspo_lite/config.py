@@ -27,13 +27,17 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class ModelSection:
-    name: str = _f("smollm2-135m", "Model reference: built-in name, .gguf path, HF dir, round folder or hub id.")
+    name: str = _f(
+        "smollm2-135m", "Model reference: built-in name, .gguf path, HF dir, round folder or hub id."
+    )
     trust_remote_code: bool = _f(False, "Allow custom model code from the hub (off unless you ask).")
 
 
 @dataclass
 class TaskSection:
-    name: str = _f("arith", "Task family: arith, gsm8k, math500, aime24, amc23, svamp, asdiv, multiarith, jsonl.")
+    name: str = _f(
+        "arith", "Task family: arith, gsm8k, math500, aime24, amc23, svamp, asdiv, multiarith, jsonl."
+    )
     path: str = _f("", "Data file for file-based tasks (JSONL); empty = the task's default location.")
     n_train: int = _f(100, "Training problems per round.")
     n_dev: int = _f(50, "Held-out dev problems scored after each round.")
@@ -60,11 +64,17 @@ class SearchSection:
     k: int = _f(8, "Budget: paths started (sc/bon/deepconf: samples; cat: branches).")
     branch_factor: int = _f(2, "CaT: children per fork.")
     beam_width: int = _f(4, "CaT: most paths alive at once.")
-    prune_threshold: float = _f(-1.0, "CaT: absolute path-confidence prune threshold; < 0 = use warm-up percentile.")
+    prune_threshold: float = _f(
+        -1.0, "CaT: absolute path-confidence prune threshold; < 0 = use warm-up percentile."
+    )
     prune_percentile: float = _f(30.0, "CaT/DeepConf: percentile of warm-up confidences used as threshold.")
     warmup: int = _f(2, "CaT/DeepConf: warm-up paths that calibrate the threshold.")
-    accept_threshold: float = _f(1.01, "CaT: stop as soon as a finished path reaches this confidence (> 1 = never).")
-    selection: str = _f("max", "CaT: answer by max path confidence ('max') or confidence-weighted vote ('vote').")
+    accept_threshold: float = _f(
+        1.01, "CaT: stop as soon as a finished path reaches this confidence (> 1 = never)."
+    )
+    selection: str = _f(
+        "max", "CaT: answer by max path confidence ('max') or confidence-weighted vote ('vote')."
+    )
     temperature: float = _f(0.7, "Sampling temperature (greedy ignores it).")
     top_p: float = _f(0.95, "Nucleus sampling cut.")
     max_tokens: int = _f(256, "Max new tokens per path.")
@@ -167,9 +177,7 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
 
 
-def load_config(
-    path: Path | None = None, overrides: list[str] | None = None, cls: type = CaspoConfig
-) -> Any:
+def load_config(path: Path | None = None, overrides: list[str] | None = None, cls: type = CaspoConfig) -> Any:
     """Load a recipe (or defaults) with dotted overrides into the config dataclass ``cls``."""
     data = read_toml(path) if path else {}
     apply_overrides(data, overrides or [])

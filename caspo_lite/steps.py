@@ -27,7 +27,8 @@ class StepRule:
             raise ValueError(f"min_step_tokens must be >= 1, got {self.min_step_tokens}")
         if self.max_step_tokens < self.min_step_tokens:
             raise ValueError(
-                f"max_step_tokens ({self.max_step_tokens}) must be >= min_step_tokens ({self.min_step_tokens})"
+                f"max_step_tokens ({self.max_step_tokens}) must be >= "
+                f"min_step_tokens ({self.min_step_tokens})"
             )
         re.compile(self.delimiter)
 
