@@ -24,7 +24,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 app = typer.Typer(
     name="caspo-lite",
     help=(
-        "CASPO training and CaT (confidence-aware thought) inference for reasoning LLMs on one GPU or a laptop.\n\n"
+        "CASPO training and CaT (confidence-aware thought) inference for reasoning LLMs "
+        "on one GPU or a laptop.\n\n"
         "Start with `caspo-lite demo`; `caspo-lite models --check` verifies the built-in models."
     ),
     no_args_is_help=True,
@@ -283,7 +284,7 @@ def export(
         str | None, typer.Option("--base", help="Base model of an adapter (default: from adapter_config).")
     ] = None,
     pre: Annotated[str | None, typer.Option("--pre", help="Force llama.cpp's pre-tokenizer name.")] = None,
-    ollama: Annotated[bool, typer.Option("--ollama", help="Also write a Modelfile beside each GGUF.")] = False,
+    ollama: Annotated[bool, typer.Option("--ollama", help="Also write a Modelfile beside GGUFs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Export a model to GGUF (our writer + llama.cpp quantization), with provenance metadata."""
@@ -297,12 +298,7 @@ def export(
 
     result = run_export(source, out, quant, base=base, pre=pre, ollama=ollama, on_file=progress)
     if as_json:
-        files = [
-            {"quant": f.quant, "path": str(f.path), "bytes": f.size, "seconds": round(f.seconds, 2), "types": f.groups}
-            for f in result.files
-        ]
-        echo_json({"source": result.reference, "sha256": result.sha256, "files": files,
-                   "modelfiles": [str(m) for m in result.modelfiles]})  # fmt: skip
+        echo_json(result.to_dict())
         return
     typer.echo(f"source sha256 {result.sha256}")
     for m in result.modelfiles:
@@ -326,7 +322,8 @@ def inspect(
     lines = [
         f"file            {info['file']}",
         f"size            {format_size(info['size_bytes'])}",
-        f"architecture    {info['architecture']}  ({info['block_count']} blocks, hidden {info['embedding_length']})",
+        f"architecture    {info['architecture']}  ({info['block_count']} blocks, "
+        f"hidden {info['embedding_length']})",
         f"parameters      {format_params(info['parameters'])}  in {info['tensors']} tensors",
         f"file type       {info['file_type']}",
         f"tensor types    {types}",
@@ -336,6 +333,7 @@ def inspect(
     ]
     lines += [f"{k:<15} {v}" for k, v in info["provenance"].items()]
     typer.echo("\n".join(lines))
+
 
 # --- train / data (training) -------------------------------------------------------------------
 

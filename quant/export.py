@@ -69,6 +69,25 @@ class ExportResult:
     files: list[ExportedFile]
     modelfiles: list[Path] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for `caspo-lite export --json`)."""
+        files = [
+            {
+                "quant": f.quant,
+                "path": str(f.path),
+                "bytes": f.size,
+                "seconds": round(f.seconds, 2),
+                "types": f.groups,
+            }
+            for f in self.files
+        ]
+        return {
+            "source": self.reference,
+            "sha256": self.sha256,
+            "files": files,
+            "modelfiles": [str(m) for m in self.modelfiles],
+        }
+
 
 @dataclass(frozen=True)
 class ChatInfo:
@@ -198,7 +217,9 @@ def output_paths(out: Path, name: str, quants: Sequence[str]) -> dict[str, Path]
     """`out` is a .gguf file (one quant) or a folder (one `NAME-QUANT.gguf` per quant)."""
     if out.suffix.lower() == ".gguf":
         if len(quants) > 1:
-            raise ExportError(f"--out {out} is one file but {len(quants)} quants were asked for; give a folder")
+            raise ExportError(
+                f"--out {out} is one file but {len(quants)} quants were asked for; give a folder"
+            )
         return {quants[0]: out}
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-.") or "model"
     return {q: out / f"{safe}-{q}.gguf" for q in quants}
@@ -291,7 +312,10 @@ def _verify(path: Path, src: Source) -> None:
         ids, hf_ids = token_ids_agree(path, src.hf_dir)
         if ids == hf_ids:
             return
-        at = next((i for i, (a, b) in enumerate(zip(ids, hf_ids, strict=False)) if a != b), min(len(ids), len(hf_ids)))
+        at = next(
+            (i for i, (a, b) in enumerate(zip(ids, hf_ids, strict=False)) if a != b),
+            min(len(ids), len(hf_ids)),
+        )
         message = (
             f"llama.cpp and transformers tokenize a probe text differently ({len(ids)} vs {len(hf_ids)} "
             f"ids, first difference at {at}); pass --pre with the right llama.cpp pre-tokenizer name"

@@ -19,7 +19,7 @@ CHATML_GO = (
     "{{ end }}<|im_start|>assistant\n"
 )
 # SmolLM2/Qwen style: "{{ '<|im_start|>system\nYou are ...<|im_end|>\n' }}" when no system message is given
-_DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system\\n(.+?)<\|im_end\|>")
+_DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\\n|\n)(.+?)<\|im_end\|>", re.DOTALL)
 
 
 def is_chatml(template: str | None) -> bool:
@@ -29,7 +29,7 @@ def is_chatml(template: str | None) -> bool:
 def default_system(template: str) -> str | None:
     """The literal system prompt a ChatML Jinja template adds when the chat has none, if any."""
     match = _DEFAULT_SYSTEM.search(template)
-    if not match or "{{" in match.group(1) or "{%" in match.group(1):
+    if not match or any(c in match.group(1) for c in ("{{", "{%", "'", '"')):
         return None
     return match.group(1).replace("\\n", "\n")
 

@@ -107,7 +107,9 @@ def quantize_file(src: Path, dst: Path, quant: str, threads: int | None = None) 
         with quiet_llama():
             rc = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), llama_cpp.byref(params))
         if rc != 0 or not tmp.is_file():
-            raise ExportError(f"llama.cpp could not quantize {src} to {quant} (code {rc}); try another --quant")
+            raise ExportError(
+                f"llama.cpp could not quantize {src} to {quant} (code {rc}); try another --quant"
+            )
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

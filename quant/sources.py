@@ -111,12 +111,21 @@ def origin_gguf(hf_dir: Path) -> Path | None:
     return gguf if stamp.get("source") == gguf.name else None
 
 
+def _source_name(reference: str, kind: str, hf_dir: Path) -> str:
+    """File-name stem: the built-in/hub name, the folder name, or RUN-round-N for a round's merged/."""
+    if kind in ("builtin", "hub"):
+        return reference.replace("/", "-")
+    if hf_dir.name == "merged" and hf_dir.parent.name.startswith("round-"):
+        return f"{hf_dir.parent.parent.name}-{hf_dir.parent.name}"
+    return hf_dir.name
+
+
 def _hf_source(reference: str, kind: str, hf_dir: Path) -> Source:
     return Source(
         reference=reference,
         kind=kind,
         hf_dir=hf_dir,
-        name=reference if kind in ("builtin", "hub") else hf_dir.name,
+        name=_source_name(reference, kind, hf_dir),
         weight_files=_weights(hf_dir),
         tokenizer_gguf=origin_gguf(hf_dir),
     )
@@ -148,7 +157,9 @@ def _merge_adapter(adapter_dir: Path, base_ref: str, out_dir: Path) -> tuple[Pat
     try:
         base_dir = hf_path(base_ref)
     except ModelError as exc:
-        raise ExportError(f"adapter {adapter_dir}: cannot resolve its base model {base_ref!r} ({exc})") from None
+        raise ExportError(
+            f"adapter {adapter_dir}: cannot resolve its base model {base_ref!r} ({exc}); pass --base"
+        ) from None
     base_files = _weights(base_dir)
     base_cfg = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
     if base_cfg.get("quantization_config"):
@@ -213,6 +224,8 @@ def open_source(reference: str | Path, base: str | None = None) -> Iterator[Sour
 
     text = str(reference)
     path = Path(text).expanduser()
+    if path.exists():  # provenance names folders absolutely
+        text = str(path.resolve())
     if path.suffix.lower() == ".gguf":
         raise ExportError(f"{path} is already a GGUF file; export an HF folder, adapter or built-in name")
     with tempfile.TemporaryDirectory(prefix="caspo-export-") as tmp:
