@@ -536,7 +536,7 @@ def _eval_with_progress(events: Any) -> None:
 @app.command("tui")
 @friendly
 def tui_command() -> None:
-    """Open the terminal app (chat now; training, export and runs screens to come)."""
+    """Open the terminal app: chat, train (start/stop/resume runs), export rounds to GGUF, past runs."""
     from tui.app import make_app
 
     make_app(mode="home").run()

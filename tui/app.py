@@ -16,14 +16,23 @@ from textual.binding import Binding
 
 from tui.inference import Clock, LibrarySource, SearchSource
 from tui.screens.chat import ChatScreen
+from tui.screens.export import ExportScreen
 from tui.screens.home import HomeScreen
+from tui.screens.runs import RunsScreen
+from tui.screens.train import TrainScreen
 from tui.settings import ChatSettings
 
 
 class CaspoApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "caspo-lite"
-    MODES = {"home": HomeScreen, "chat": ChatScreen}
+    MODES = {
+        "home": HomeScreen,
+        "chat": ChatScreen,
+        "train": TrainScreen,
+        "export": ExportScreen,
+        "runs": RunsScreen,
+    }
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(
@@ -37,6 +46,10 @@ class CaspoApp(App[None]):
         history_file: Path | None = None,
         export_dir: Path | None = None,
         batch_interval_s: float = 0.066,
+        runs_root: Path | None = None,
+        recipes_root: Path | None = None,
+        train_prefix: tuple[str, ...] | None = None,
+        poll_s: float = 1.0,
     ) -> None:
         super().__init__()
         self.settings = settings or ChatSettings()
@@ -47,6 +60,17 @@ class CaspoApp(App[None]):
         self.history_file = history_file  # None: the user data dir
         self.export_dir = export_dir  # None: the user data dir / exports
         self.batch_interval_s = batch_interval_s
+        # training screens (issue 9): where runs and recipes are, and the `caspo-lite` command
+        # they run as subprocesses (tests swap in a fake trainer)
+        from caspo_lite.paths import runs_dir
+        from tui.train_process import DEFAULT_COMMAND, default_recipes_root
+
+        self.runs_root = runs_root or runs_dir()
+        self.recipes_root = recipes_root or default_recipes_root()
+        self.train_prefix = train_prefix or DEFAULT_COMMAND
+        self.poll_s = poll_s
+        self.export_source: Path | None = None  # a round another screen asked the export screen to show
+        self.train_out: Path | None = None  # a run folder another screen asked the train screen to show
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)

@@ -1,7 +1,7 @@
 """The start screen of `caspo-lite tui`: where each part of the app is reached from.
 
-Chat is here now; training, export and runs screens (issue 9) add their own modes in
-`tui.app.CaspoApp.MODES` and a line below.
+Each entry is a mode of `tui.app.CaspoApp.MODES` (chat, train, export, runs); a new screen
+adds its mode there and a line below.
 """
 
 from __future__ import annotations
@@ -15,11 +15,21 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-ENTRIES: tuple[tuple[str, str], ...] = (("chat", "Chat — ask a question, watch the CaT tree grow"),)
+ENTRIES: tuple[tuple[str, str], ...] = (
+    ("chat", "Chat — ask a question, watch the CaT tree grow"),
+    ("train", "Train — pick a recipe, start / stop / resume a CASPO run, watch its rounds"),
+    ("export", "Export — a finished round to GGUF (q8_0, q4_k_m, …), then chat with it"),
+    ("runs", "Runs — past runs, their rounds, dev accuracy and pair counts"),
+)
 
 
 class HomeScreen(Screen[None]):
-    BINDINGS = [Binding("c", "app.switch_mode('chat')", "Chat")]
+    BINDINGS = [
+        Binding("c", "app.switch_mode('chat')", "Chat"),
+        Binding("t", "app.switch_mode('train')", "Train"),
+        Binding("e", "app.switch_mode('export')", "Export"),
+        Binding("r", "app.switch_mode('runs')", "Runs"),
+    ]
 
     def compose(self) -> ComposeResult:
         yield Header()

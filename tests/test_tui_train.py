@@ -1,0 +1,234 @@
+"""The train screen through Pilot: plan, start, progress, stop, resume, attach, errors.
+
+The fast tests drive a fake `caspo-lite` (`_tui_fake_trainer.py`: same run-folder files,
+paced, resumable) so they finish in seconds; one test runs the real CLI's `--dry-run` on a
+bad recipe, and the slow one trains the real `tiny-ci` recipe end to end (start from the UI,
+close mid-run, resume with `caspo-lite train`, export q8_0, chat on it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _tui_train_helpers import SIZE, app_on, run, until
+
+from tui.runs import read_run
+from tui.screens.train import TrainScreen, field_id
+from tui.train_process import LOG_FILE, PID_FILE, live_pid, read_pidfile
+from tui.widgets.metric_spark import MetricSpark
+from tui.widgets.run_progress import RunProgress
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def screen_of(app) -> TrainScreen:  # noqa: ANN001
+    screen = app.screen
+    assert isinstance(screen, TrainScreen)
+    return screen
+
+
+def progress_text(screen: TrainScreen) -> str:
+    return screen.query_one("#progress", RunProgress).plain
+
+
+def test_start_shows_the_plan_then_runs_every_stage_to_done(tmp_path: Path) -> None:
+    async def go() -> None:
+        app = app_on(tmp_path, "train")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            await until(pilot, lambda: screen.recipe_path is not None, what="the recipe list")
+            out = tmp_path / "runs" / "fake"
+            assert screen.out_path == out
+            assert screen.query_one(f"#{field_id('rounds.n')}").value == "1"
+            screen.query_one(f"#{field_id('rounds.n')}").value = "2"  # edit a copy's main field
+            assert screen.sets() == ["rounds.n=2"]
+            await pilot.click("#start")
+            await until(pilot, lambda: screen.plan is not None, what="the plan")
+            assert "memory estimate (GB)" in str(screen.query_one("#plan-view").render())
+            await until(pilot, lambda: screen.state == "done", what="the run to finish")
+            text = progress_text(screen)
+            assert "fake  done  rounds 2/2" in text
+            assert "round 2  ✓ sample 4/4  ✓ label 4/4  ✓ pairs  ✓ dpo 4/4  ✓ export  ✓ dev 2/2" in text
+            assert "pairs 5 (A 1, B 4) · reward margin +0.800 · dev accuracy 0.500" in text
+            assert screen.query_one("#spark-round-margin", MetricSpark).values == [0.4, 0.8]
+            assert screen.query_one("#spark-dev", MetricSpark).values == [0.25, 0.5]
+            assert "--set rounds.n=2" in (out / LOG_FILE).read_text()
+            assert screen.query_one("#stop").disabled and not screen.query_one("#start").disabled
+
+    run(go())
+
+
+def test_a_bad_recipe_shows_its_error_and_starts_nothing(tmp_path: Path) -> None:
+    async def go() -> None:
+        app = app_on(tmp_path, "train")
+        bad = tmp_path / "bad.toml"
+        bad.write_text('bad = true\n[model]\nname = "tiny"\n[task]\nn_train = 2\n[rounds]\nn = 1\n')
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            screen.query_one("#recipe-path").value = str(bad)
+            screen.query_one("#out").value = str(tmp_path / "runs" / "bad")
+            await pilot.press("f7")
+            await until(pilot, lambda: screen.state == "error", what="the error")
+            assert screen.error == f"{bad}: [dpo] beta = -1: must be > 0; set e.g. beta = 0.1"
+            assert "error: " + screen.error in str(screen.query_one("#plan-view").render())
+            assert not (tmp_path / "runs" / "bad" / PID_FILE).exists()
+            await pilot.pause(0.3)  # polls do not clear the error
+            assert screen.state == "error" and app.is_running
+
+    run(go())
+
+
+def test_the_real_cli_dry_run_error_is_shown(tmp_path: Path) -> None:
+    """`caspo-lite train --dry-run` itself rejects the recipe; its one line lands in the UI."""
+
+    async def go() -> None:
+        app = app_on(tmp_path, "train", prefix=None)
+        bad = tmp_path / "typo.toml"
+        bad.write_text('[model]\nname = "tiny"\n[dpo]\nbetta = 0.1\n')
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            screen.query_one("#recipe-path").value = str(bad)
+            screen.query_one("#out").value = str(tmp_path / "runs" / "typo")
+            await pilot.click("#plan")
+            await until(pilot, lambda: screen.state == "error", timeout_s=120, what="the dry run")
+            assert "betta" in (screen.error or ""), screen.error
+            assert not (tmp_path / "runs" / "typo").exists()
+
+    run(go())
+
+
+def test_closing_the_ui_keeps_the_run_and_reopening_attaches_stops_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "fake"
+    out.mkdir(parents=True)
+    (out / ".hold").touch()  # the fake trainer waits before DPO while this exists
+
+    async def first() -> int:
+        app = app_on(tmp_path, "train")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            await until(pilot, lambda: screen.recipe_path is not None)
+            screen.query_one(f"#{field_id('rounds.n')}").value = "2"
+            await pilot.click("#start")
+            await until(pilot, lambda: screen.run_state is not None and screen.run_state.status == "running")
+            await until(pilot, lambda: "✓ pairs" in progress_text(screen), what="pairs done")
+            assert "▶ dpo" in progress_text(screen)
+            return live_pid(out) or 0
+
+    pid = asyncio_run(first())
+    assert pid > 0 and live_pid(out) == pid  # the app is gone, the trainer is not
+
+    async def second() -> None:
+        app = app_on(tmp_path, "train")
+        app.train_out = out
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            await until(pilot, lambda: screen.state == "running", what="attaching")
+            assert screen.out_path == out and f"pid {pid}" in progress_text(screen)
+            assert screen.recipe_path == tmp_path / "recipes" / "fake.toml" and screen.sets() == [
+                "rounds.n=2"
+            ]
+            await pilot.press("f8")  # stop: SIGINT
+            await until(pilot, lambda: screen.state == "stopped", what="the stop")
+            assert "‖ dpo" in progress_text(screen)
+            assert "interrupted; rerun the same command" in (out / LOG_FILE).read_text()
+            await pilot.press("f9")  # resume: the recorded command again
+            await until(pilot, lambda: screen.state == "running", what="the resume")
+            assert live_pid(out) not in (None, pid)
+            (out / ".hold").unlink()
+            await until(pilot, lambda: screen.state == "done", what="the resumed run")
+            log = (out / LOG_FILE).read_text()
+            assert "round 1 sample: already done, skipped" in log and "round 1 label: already done" in log
+            losses = screen.query_one("#spark-loss", MetricSpark).values  # as far as a poll saw them
+            assert losses and [round(v, 2) for v in losses] == [0.6, 0.5, 0.4, 0.3][: len(losses)]  # round 2
+
+    asyncio_run(second())
+    assert read_run(out).status == "done" and read_run(out).rounds_done == 2
+
+
+def asyncio_run(coro):  # noqa: ANN001, ANN201
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+@pytest.mark.slow
+def test_real_tiny_ci_start_close_resume_export_and_chat(tmp_path: Path) -> None:
+    """The real `caspo-lite train` on tiny-ci (1 round): UI start, app closed mid-run, the trainer
+    killed, `caspo-lite train` resumes it (killed again at DPO step 3 by the trainer's fault hook),
+    the UI resumes it to done, exports q8_0 and chats with the new GGUF."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from tui.screens.chat import ChatScreen
+    from tui.screens.export import ExportScreen
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "tiny-ci.toml").write_text((REPO / "recipes" / "tiny-ci.toml").read_text())
+    out = tmp_path / "runs" / "tiny-ci"
+
+    async def first() -> None:
+        app = app_on(tmp_path, "train", prefix=None)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            await until(pilot, lambda: screen.recipe_path is not None)
+            screen.query_one(f"#{field_id('rounds.n')}").value = "1"
+            await pilot.click("#start")
+            await until(pilot, lambda: screen.state == "running", timeout_s=180, what="plan + start")
+            assert screen.plan is not None and screen.plan["rounds"] == 1
+            await until(
+                pilot, lambda: "✓ sample 12/12" in progress_text(screen), timeout_s=240, what="sampling"
+            )
+
+    asyncio_run(first())
+    info = read_pidfile(out)
+    assert info is not None and live_pid(out) == info["pid"]  # closing the UI left it running
+    os.kill(info["pid"], signal.SIGKILL)
+    cmd = info["cmd"]
+    assert cmd[:4] == [sys.executable, "-m", "caspo_lite.cli", "train"]
+    env = {**os.environ, "CASPO_LITE_FAULT": "dpo:3"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert "round 1 sample: already done, skipped" in proc.stderr
+    ledger = json.loads((out / "round-1" / "ledger.json").read_text())["stages"]
+    assert {"sample", "label", "pairs"} <= set(ledger) and "dpo" not in ledger
+    assert (out / "round-1" / "dpo" / "checkpoint-2").is_dir()
+
+    async def second() -> None:
+        from caspo_lite.config import SearchSection
+        from tui.settings import ChatSettings
+
+        small = ChatSettings(search=SearchSection(k=2, max_tokens=32, warmup=2, seed=0))
+        app = app_on(tmp_path, "train", prefix=None, settings=small)
+        app.train_out = out
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            await until(pilot, lambda: screen.state == "stopped", what="the stopped run")
+            assert "‖ dpo" in progress_text(screen)
+            await pilot.press("f9")
+            await until(pilot, lambda: screen.state == "done", timeout_s=400, what="the resumed run")
+            assert "✓ dpo" in progress_text(screen) and "✓ dev 8/8" in progress_text(screen)
+            await pilot.press("f10")  # export the finished round
+            await until(pilot, lambda: isinstance(app.screen, ExportScreen))
+            export = app.screen
+            assert export.query_one("#round").value == str(out / "round-1")
+            await pilot.click("#export")
+            await until(pilot, lambda: export.state in ("done", "error"), timeout_s=300, what="the export")
+            assert export.state == "done", export.error
+            gguf = export.files[0]
+            assert gguf.name.endswith("-q8_0.gguf") and gguf.stat().st_size > 0
+            await pilot.click("#chat")
+            await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+            chat = app.screen
+            assert app.settings.model == str(gguf) and chat.status_bar.status.model == gguf.name
+            chat.ask("What is 2 + 3?")
+            await app.workers.wait_for_complete()
+            await until(pilot, lambda: not chat.busy, timeout_s=120, what="the chat answer")
+            assert chat.state == "done", chat.conversation.texts()
+            assert chat.tree_model.n_tokens > 0
+
+    asyncio_run(second())

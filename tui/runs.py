@@ -1,0 +1,318 @@
+"""Training runs as the TUI sees them: run folders on disk, read while a trainer writes them.
+
+Why a separate, Textual-free module: the train, export and runs screens must never own a
+run. A run is a `caspo-lite train` process started in its own session, writing to its run
+folder (layout in `caspo_lite.train.layout`); the UI only *reads* that folder (ledgers,
+``metrics.jsonl``, ``summary.json``, sample/label line counts, the DPO checkpoint's
+``trainer_state.json``) plus the two files `tui.train_process` keeps beside it
+(``tui-train.json``: pid and command; ``train.log``). Nothing here writes, so polling a run
+every second can never corrupt it; every reader tolerates a file that is being written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from caspo_lite.train.layout import STAGES
+from tui.train_process import LOG_FILE, PID_FILE, live_pid
+
+_line_cache: dict[Path, tuple[int, int]] = {}  # path -> (bytes counted, newlines) for growing files
+
+
+def count_lines(path: Path) -> int:
+    """Complete lines of an append-only file, read incrementally (samples.jsonl can be large)."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return 0
+    seen, n = _line_cache.get(path, (0, 0))
+    if size < seen:  # truncated (a partial line cut off on resume): count again
+        seen, n = 0, 0
+    if size > seen:
+        with open(path, "rb") as fh:
+            fh.seek(seen)
+            n += fh.read(size - seen).count(b"\n")
+        _line_cache[path] = (size, n)
+    return n
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when absent or mid-write (a poll may race the trainer)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Round summaries from ``metrics.jsonl``; a partial last line is skipped, not fatal."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "round" in rec:
+            out.append(rec)
+    return out
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class StageState:
+    name: str
+    status: str  # done / running / pending
+    done: int | None = None
+    total: int | None = None
+    time_s: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RoundState:
+    index: int
+    root: Path
+    stages: tuple[StageState, ...]
+    summary: dict[str, Any] | None
+    pairs: dict[str, int]  # total / A / B (from pairs_report.json)
+    dev_accuracy: float | None
+    dpo_log: tuple[dict[str, float], ...] = ()  # trainer log lines while DPO runs (loss, rewards/margins)
+    reward_margin: float | None = None
+    ggufs: tuple[Path, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return all(s.status == "done" for s in self.stages)
+
+    @property
+    def current(self) -> StageState | None:
+        return next((s for s in self.stages if s.status != "done"), None)
+
+
+@dataclass(frozen=True)
+class RunState:
+    root: Path
+    config: dict[str, Any]
+    rounds: tuple[RoundState, ...]
+    metrics: tuple[dict[str, Any], ...]
+    n_rounds: int
+    pid: int | None  # the live trainer, if any
+    status: str  # new / running / stopped / failed / done
+    error: str | None = None
+    eta_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def rounds_done(self) -> int:
+        return sum(r.finished for r in self.rounds)
+
+
+def _stage_names(config: dict[str, Any]) -> tuple[str, ...]:
+    rounds = config.get("rounds", {})
+    dev = rounds.get("dev_eval", True) and config.get("task", {}).get("n_dev", 1) != 0
+    return STAGES if dev else tuple(s for s in STAGES if s != "dev")
+
+
+def eta(done: int | None, total: int | None, elapsed_s: float) -> float | None:
+    """Seconds left at the rate so far; None until there is a rate."""
+    if not done or not total or done >= total or elapsed_s <= 0:
+        return None
+    return elapsed_s / done * (total - done)
+
+
+def _dpo_log(root: Path) -> tuple[tuple[dict[str, float], ...], int | None, int | None]:
+    """(log lines, global step, max steps) of the newest complete DPO checkpoint of a round."""
+    best: tuple[int, Path] | None = None
+    for ck in (root / "dpo").glob("checkpoint-*"):
+        try:
+            step = int(ck.name.split("-")[-1])
+        except ValueError:
+            continue
+        if (ck / "trainer_state.json").is_file() and (best is None or step > best[0]):
+            best = (step, ck)
+    if best is None:
+        return (), None, None
+    state = read_json(best[1] / "trainer_state.json") or {}
+    log = tuple(
+        {k: float(v) for k, v in rec.items() if isinstance(v, int | float)}
+        for rec in state.get("log_history", [])
+        if isinstance(rec, dict) and "loss" in rec
+    )
+    return log, state.get("global_step"), state.get("max_steps")
+
+
+def read_round(root: Path, config: dict[str, Any], now: float | None = None) -> RoundState:
+    """A round folder as stages with counts and ETAs (tolerates files being written)."""
+    now = time.time() if now is None else now
+    ledger = (read_json(root / "ledger.json") or {}).get("stages", {})
+    task, dpo = config.get("task", {}), config.get("dpo", {})
+    dpo_log, dpo_step, dpo_max = _dpo_log(root)
+    counts: dict[str, tuple[int | None, int | None]] = {
+        "sample": (count_lines(root / "samples.jsonl"), task.get("n_train")),
+        "label": (count_lines(root / "labels.jsonl"), task.get("n_train")),
+        "dpo": (dpo_step, dpo_max or dpo.get("max_steps")),
+        "dev": (count_lines(root / "dev.jsonl"), task.get("n_dev")),
+    }
+    started = [info.get("finished_at") for info in ledger.values() if isinstance(info, dict)]
+    try:  # the round's config.toml is (re)written when a process starts (or resumes) the round
+        t_start = max(
+            [t for t in started if isinstance(t, int | float)] + [(root / "config.toml").stat().st_mtime]
+        )
+    except OSError:
+        t_start = now
+    stages, running_seen = [], False
+    for name in _stage_names(config):
+        info = ledger.get(name, {})
+        done, total = counts.get(name, (None, None))
+        if isinstance(info, dict) and info.get("done"):
+            stages.append(StageState(name, "done", total if total else None, total, info.get("time_s")))
+            continue
+        status = "pending" if running_seen else "running"
+        running_seen = True
+        stages.append(StageState(name, status, done, total, eta_s=eta(done, total, now - t_start)))
+    report = read_json(root / "pairs_report.json") or {}
+    pairs = {
+        k: int(report[f"pairs/{k}"]) for k in ("total", "A", "B") if isinstance(report.get(f"pairs/{k}"), int)
+    }
+    summary = read_json(root / "summary.json")
+    dev = ledger.get("dev", {}).get("accuracy") if isinstance(ledger.get("dev"), dict) else None
+    margin = ledger.get("dpo", {}).get("reward_margin") if isinstance(ledger.get("dpo"), dict) else None
+    if margin is None and dpo_log:
+        margin = dpo_log[-1].get("rewards/margins")
+    return RoundState(
+        index=int(root.name.split("-")[-1]),
+        root=root,
+        stages=tuple(stages),
+        summary=summary,
+        pairs=pairs,
+        dev_accuracy=dev if dev is not None else (summary or {}).get("eval/dev_accuracy"),
+        dpo_log=dpo_log,
+        reward_margin=margin,
+        ggufs=tuple(sorted(root.glob("*.gguf")) + sorted(root.glob("export/*.gguf"))),
+    )
+
+
+def _round_dirs(root: Path) -> list[Path]:
+    found = []
+    for p in root.glob("round-*"):
+        suffix = p.name.split("-", 1)[-1]
+        if p.is_dir() and suffix.isdigit() and int(suffix) >= 1:
+            found.append(p)
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def read_run(root: Path, now: float | None = None) -> RunState:
+    """Everything the screens show about one run folder."""
+    root = Path(root)
+    now = time.time() if now is None else now
+    config = read_config(root / "config.toml")
+    rounds = tuple(read_round(p, config, now) for p in _round_dirs(root))
+    metrics = tuple(read_metrics(root / "metrics.jsonl"))
+    n_rounds = int(config.get("rounds", {}).get("n", len(rounds)) or len(rounds))
+    pid = live_pid(root)
+    error = None
+    finished = bool(rounds) and all(r.finished for r in rounds)
+    if pid is not None:
+        status = "running"
+    elif finished and (len(metrics) >= n_rounds or _early_stopped(root)):
+        status = "done"
+    elif not rounds and not (root / PID_FILE).exists():
+        status = "new"
+    else:
+        error = last_error(root / LOG_FILE)
+        status = "failed" if error and "interrupted" not in error else "stopped"
+    return RunState(root, config, rounds, metrics, n_rounds, pid, status, error, run_eta(rounds, n_rounds))
+
+
+def _early_stopped(root: Path) -> bool:
+    """The trainer stopped early on purpose (the CLI logs 'early stop after round N')."""
+    return any(line.startswith("early stop after round") for line in tail(root / LOG_FILE))
+
+
+def round_seconds(rd: RoundState) -> float | None:
+    """How long a finished round took: first to last stage stamp, plus the first stage's own time."""
+    ledger = (read_json(rd.root / "ledger.json") or {}).get("stages", {})
+    infos = [
+        v for v in ledger.values() if isinstance(v, dict) and isinstance(v.get("finished_at"), int | float)
+    ]
+    if not infos:
+        return None
+    first = min(infos, key=lambda v: v["finished_at"])
+    span = max(v["finished_at"] for v in infos) - first["finished_at"]
+    return span + float(first.get("time_s") or 0.0)
+
+
+def run_eta(rounds: tuple[RoundState, ...], n_rounds: int) -> float | None:
+    """Rounds left times the mean duration of the finished ones (None before one finishes)."""
+    took = [t for t in (round_seconds(r) for r in rounds if r.finished) if t is not None]
+    if not took:
+        return None
+    left = n_rounds - len(took)
+    return max(0.0, sum(took) / len(took) * left)
+
+
+def list_runs(runs_root: Path) -> list[RunState]:
+    """Every run folder (one with a config.toml or a pid file) under ``runs_root``, newest first."""
+    runs_root = Path(runs_root)
+    if not runs_root.is_dir():
+        return []
+    found = [
+        p
+        for p in runs_root.iterdir()
+        if p.is_dir() and ((p / "config.toml").exists() or (p / PID_FILE).exists())
+    ]
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [read_run(p) for p in found]
+
+
+def finished_rounds(runs_root: Path) -> list[Path]:
+    """Round folders with a policy (merged weights or a policy GGUF): what can be exported."""
+    from caspo_lite.train.layout import is_round_dir
+
+    out = []
+    for run in list_runs(runs_root):
+        out += [r.root for r in run.rounds if is_round_dir(r.root)]
+    return out
+
+
+def last_error(log: Path, tail_bytes: int = 16_384) -> str | None:
+    """The CLI's one-line ``error: ...`` from the end of a log, else the last traceback line."""
+    lines = tail(log, tail_bytes)
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line[len("error: ") :]
+    if any(line.startswith("Traceback") for line in lines):
+        return lines[-1] if lines else None
+    return None
+
+
+def tail(path: Path, n_bytes: int = 4096) -> list[str]:
+    """The last lines of a log (carriage-return progress redraws become lines)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - n_bytes))
+            raw = fh.read()
+    except OSError:
+        return []
+    text = raw.decode("utf-8", errors="replace").replace("\r", "\n")
+    return [line.rstrip() for line in text.splitlines() if line.strip()]

@@ -1,0 +1,187 @@
+"""The export screen: a finished round -> GGUF files (chosen quant types) -> chat with one.
+
+The export runs as a ``caspo-lite export ROUND --out ROUND/export --quant ...`` subprocess
+read line by line in a thread worker: the CLI prints one line per finished file, which moves
+the progress bar, and a failure ends with its one-line ``error: ...``. Nothing heavy (torch,
+llama.cpp quantization) ever runs in the UI process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, ProgressBar, Select, SelectionList, Static
+
+from tui.runs import finished_rounds
+from tui.widgets.log_tail import LogTail
+
+if TYPE_CHECKING:
+    from tui.app import CaspoApp
+
+QUANT_CHOICES = ("q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0", "f16", "bf16", "f32")
+FILE_LINE = re.compile(r"^(?P<path>.+\.gguf)\s{2}(?P<quant>\S+)\s{2}")
+
+
+def export_command(prefix: tuple[str, ...], source: Path, out: Path, quants: list[str]) -> list[str]:
+    cmd = [*prefix, "export", str(source), "--out", str(out)]
+    for q in quants:
+        cmd += ["--quant", q]
+    return cmd
+
+
+def round_label(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+class ExportScreen(Screen[None]):
+    BINDINGS = [
+        Binding("f7", "export", "Export"),
+        Binding("f8", "chat", "Chat with it"),
+        Binding("escape", "app.switch_mode('home')", "Home"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = "idle"  # idle / exporting / done / error
+        self.error: str | None = None
+        self.files: list[Path] = []
+        self.log_lines: list[str] = []
+
+    @property
+    def caspo(self) -> CaspoApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="export-box"):
+            yield Static(Text("Export a round to GGUF", style="bold"))
+            yield Select([], id="round", prompt="pick a finished round")
+            yield Static(Text("Quant types", style="bold"))
+            yield SelectionList[str](*((q, q, q == "q8_0") for q in QUANT_CHOICES), id="quants")
+            yield Static(Text("Output folder", style="bold"))
+            yield Input(id="export-out")
+            with Horizontal(id="export-buttons"):
+                yield Button("Export", id="export", variant="primary")
+                yield Button("Chat with it", id="chat", disabled=True)
+            yield ProgressBar(total=1, id="export-progress", show_eta=False)
+            yield Static(Text(""), id="export-result")
+            yield LogTail(8, id="export-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_rounds()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_rounds()
+
+    def refresh_rounds(self) -> None:
+        """List every exportable round; preselect the one another screen asked for."""
+        rounds = finished_rounds(self.caspo.runs_root)
+        wanted = self.caspo.export_source
+        if wanted is not None and Path(wanted) not in rounds:
+            rounds.append(Path(wanted))
+        select = self.query_one("#round", Select)
+        current = select.value
+        select.set_options([(round_label(p), str(p)) for p in rounds])
+        if wanted is not None:
+            select.value = str(wanted)
+            self.caspo.export_source = None
+        elif current is not Select.BLANK and any(str(p) == current for p in rounds):
+            select.value = current
+        elif rounds:
+            select.value = str(rounds[-1])
+
+    @on(Select.Changed, "#round")
+    def _round_picked(self, event: Select.Changed) -> None:
+        if event.value is not Select.BLANK:
+            self.query_one("#export-out", Input).value = str(Path(str(event.value)) / "export")
+
+    @property
+    def quants(self) -> list[str]:
+        return list(self.query_one("#quants", SelectionList).selected)
+
+    @on(Button.Pressed, "#export")
+    def action_export(self) -> None:
+        value = self.query_one("#round", Select).value
+        out = self.query_one("#export-out", Input).value.strip()
+        quants = self.quants
+        if value is Select.BLANK or not out or not quants:
+            self._failed("pick a round, an output folder and at least one quant type")
+            return
+        if self.state == "exporting":
+            return
+        self.state, self.error, self.files, self.log_lines = "exporting", None, [], []
+        self.query_one("#chat", Button).disabled = True
+        self.query_one("#export-progress", ProgressBar).update(total=len(quants), progress=0)
+        self.query_one("#export-result", Static).update(
+            Text(f"exporting {', '.join(quants)}…", style="italic")
+        )
+        cmd = export_command(self.caspo.train_prefix, Path(str(value)), Path(out).expanduser(), quants)
+        self._export(cmd)
+
+    @work(thread=True, exclusive=True, group="export")
+    def _export(self, cmd: list[str]) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TERM": "dumb"}
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own CLI, argument list
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+        except OSError as exc:
+            self.app.call_from_thread(self._failed, f"could not run {cmd[0]}: {exc}")
+            return
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            self.app.call_from_thread(self._line, line)
+        rc = proc.wait()
+        if rc != 0:
+            err = next((ln[7:] for ln in reversed(self.log_lines) if ln.startswith("error: ")), None)
+            self.app.call_from_thread(self._failed, err or f"caspo-lite export exited with code {rc}")
+        else:
+            self.app.call_from_thread(self._done)
+
+    def _line(self, line: str) -> None:
+        self.log_lines.append(line)
+        self.query_one("#export-log", LogTail).show(self.log_lines)
+        match = FILE_LINE.match(line)
+        if match:
+            self.files.append(Path(match["path"]))
+            self.query_one("#export-progress", ProgressBar).advance(1)
+
+    def _failed(self, message: str) -> None:
+        self.state, self.error = "error", message
+        self.query_one("#export-result", Static).update(Text.assemble(("error: ", "bold red"), message))
+        self.notify(message, title="Export", severity="error", timeout=10)
+
+    def _done(self) -> None:
+        self.state = "done"
+        names = ", ".join(p.name for p in self.files) or "nothing"
+        self.query_one("#export-result", Static).update(Text.assemble(("wrote ", "green"), names))
+        self.query_one("#chat", Button).disabled = not self.files
+
+    @on(Button.Pressed, "#chat")
+    def action_chat(self) -> None:
+        """Open the chat screen on the first exported file (it applies from the next question)."""
+        if not self.files:
+            self.notify("Export a round first.")
+            return
+        from tui.settings import apply_form
+
+        self.caspo.settings = apply_form(self.caspo.settings, {"model": str(self.files[0])})
+        chat = self.caspo.chat  # a new chat screen reads the settings when it is composed
+
+        def show_model() -> None:
+            if chat.is_mounted and not chat.busy:
+                chat.run_settings = None
+                chat.refresh_status()
+
+        self.app.call_after_refresh(show_model)
