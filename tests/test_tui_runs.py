@@ -181,3 +181,23 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
             await until(pilot, lambda: train.state == "stopped")
 
     run(go())
+
+
+def test_dpo_log_file_wins_and_dedupes_resumed_steps(tmp_path) -> None:
+    """The trainer's dpo_log.jsonl (appended, with redone steps after a resume) gives one row per step."""
+    import json
+
+    from tui.runs import _dpo_log
+
+    rows = [
+        {"loss": 0.69, "rewards/margins": 0.0, "step": 1, "max_steps": 3},
+        {"loss": 0.60, "rewards/margins": 0.1, "step": 2, "max_steps": 3},
+        {"loss": 0.55, "rewards/margins": 0.2, "step": 3, "max_steps": 3},  # killed after this
+        {"loss": 0.54, "rewards/margins": 0.3, "step": 3, "max_steps": 3},  # redone after resume
+    ]
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"loss": 0.5'  # a line being written
+    (tmp_path / "dpo_log.jsonl").write_text(text, encoding="utf-8")
+    log, step, max_steps = _dpo_log(tmp_path)
+    assert [r["step"] for r in log] == [1.0, 2.0, 3.0]
+    assert log[-1]["rewards/margins"] == 0.3
+    assert (step, max_steps) == (3, 3)

@@ -141,7 +141,27 @@ def eta(done: int | None, total: int | None, elapsed_s: float) -> float | None:
 
 
 def _dpo_log(root: Path) -> tuple[tuple[dict[str, float], ...], int | None, int | None]:
-    """(log lines, global step, max steps) of the newest complete DPO checkpoint of a round."""
+    """(log lines, global step, max steps) of a round's DPO stage.
+
+    The trainer appends every log line to ``dpo_log.jsonl``; older runs only have the newest
+    complete checkpoint's ``trainer_state.json``, which is the fallback.
+    """
+    log_file = root / "dpo_log.jsonl"
+    if log_file.is_file():
+        by_step: dict[float, dict[str, float]] = {}  # a resumed DPO logs its redone steps again
+        for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+            if isinstance(rec, dict) and "loss" in rec:
+                row = {k: float(v) for k, v in rec.items() if isinstance(v, int | float)}
+                by_step[row.get("step", float(len(by_step)))] = row
+        rows = [by_step[k] for k in sorted(by_step)]
+        if rows:
+            last = rows[-1]
+            max_steps = int(last["max_steps"]) if "max_steps" in last else None
+            return tuple(rows), int(last.get("step", len(rows))), max_steps
     best: tuple[int, Path] | None = None
     for ck in (root / "dpo").glob("checkpoint-*"):
         try:

@@ -74,12 +74,23 @@ def _trainer_class(trl: Any) -> type:
 
 
 def _progress_callback(
-    transformers: Any, on_progress: ProgressFn | None, store: list[dict[str, float]]
+    transformers: Any, on_progress: ProgressFn | None, store: list[dict[str, float]], log_path: Path
 ) -> Any:
+    """Report progress and append every Trainer log line to ``dpo_log.jsonl``.
+
+    Why a file: checkpoints are deleted once DPO is done, so the loss / reward-margin curve
+    would otherwise be lost to anyone (the TUI's train screen) who was not watching live.
+    """
+
     class Progress(transformers.TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if logs:
-                store.append({k: float(v) for k, v in logs.items() if isinstance(v, int | float)})
+                row = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+                row["step"] = float(state.global_step)
+                row["max_steps"] = float(state.max_steps)
+                store.append(row)
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             fault_point("dpo", state.global_step)
@@ -231,7 +242,7 @@ def train_dpo(
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[_progress_callback(transformers, on_progress, logs)],
+        callbacks=[_progress_callback(transformers, on_progress, logs, round_dir / "dpo_log.jsonl")],
     )
     # the library never prints: drop the Trainer's stdout logger (our callback reports progress)
     trainer.remove_callback(transformers.PrinterCallback)
