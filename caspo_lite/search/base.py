@@ -61,7 +61,9 @@ def check_search(search: SearchSection, confidence: ConfidenceSection, steps: St
     if confidence.signal not in SIGNALS:
         raise ConfigError(f"confidence.signal = {confidence.signal!r}: choose one of {', '.join(SIGNALS)}")
     if confidence.path_mode not in PATH_MODES:
-        raise ConfigError(f"confidence.path_mode = {confidence.path_mode!r}: choose one of {', '.join(PATH_MODES)}")
+        raise ConfigError(
+            f"confidence.path_mode = {confidence.path_mode!r}: choose one of {', '.join(PATH_MODES)}"
+        )
     try:
         return StepRule(steps.delimiter, steps.min_step_tokens, steps.max_step_tokens)
     except Exception as exc:  # re.error or ValueError from StepRule's own checks
@@ -106,7 +108,9 @@ class StrategyBase:
             extra_signal=extra_signal,
         )
 
-    def chosen(self, runner: Runner, answer: str | None, conf: float, branch: int | None, **kw: object) -> AnswerChosen:
+    def chosen(
+        self, runner: Runner, answer: str | None, conf: float, branch: int | None, **kw: object
+    ) -> AnswerChosen:
         n_pruned = sum(1 for b in runner.pruned if not getattr(b, "stopped", False))
         return AnswerChosen(
             answer=answer,

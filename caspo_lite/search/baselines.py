@@ -62,7 +62,9 @@ class SelfConsistency(StrategyBase):
         if answer is None:
             return self.chosen(runner, None, 0.0, None, reason="no sample gave an answer")
         share = votes[answer] / sum(votes.values())
-        return self.chosen(runner, answer, share, best.branch if best else None, votes=votes, reason="majority vote")
+        return self.chosen(
+            runner, answer, share, best.branch if best else None, votes=votes, reason="majority vote"
+        )
 
 
 @dataclass
@@ -73,7 +75,9 @@ class BestOfN(SelfConsistency):
         best = most_confident(runner.finished)
         if best is None:
             return self.chosen(runner, None, 0.0, None, reason="no sample gave an answer")
-        return self.chosen(runner, best.answer, best.path_confidence, best.branch, reason="most confident path")
+        return self.chosen(
+            runner, best.answer, best.path_confidence, best.branch, reason="most confident path"
+        )
 
 
 def lowest_group(confs: list[float], window: int) -> float:
@@ -128,15 +132,17 @@ class DeepConfOnline(StrategyBase):
             reason=f"confidence-weighted vote (threshold {threshold:.3g})",
         )
 
-    def _drive(self, runner: Runner, group: dict[int, float], threshold: float | None) -> Iterator[SearchEvent]:
+    def _drive(
+        self, runner: Runner, group: dict[int, float], threshold: float | None
+    ) -> Iterator[SearchEvent]:
         """Advance all traces; with a threshold, stop a trace whose last window falls below it."""
         w = self.window
         while runner.live:
             before = list(runner.live)
             yield from runner.advance()
             for b in before:
-                if b in runner.live and threshold is not None and len(b.extra_conf) >= w:
-                    if float(np.mean(b.extra_conf[-w:])) < threshold:
-                        yield runner.prune(b, threshold, "deepconf window")
+                live = b in runner.live and threshold is not None and len(b.extra_conf) >= w
+                if live and float(np.mean(b.extra_conf[-w:])) < threshold:
+                    yield runner.prune(b, threshold, "deepconf window")
                 if b not in runner.live:
                     group[b.id] = lowest_group(b.extra_conf, w)

@@ -238,7 +238,9 @@ class Runner:
     def _finish(self, b: Branch, reason: str, step_closed: bool = False) -> list[SearchEvent]:
         events: list[SearchEvent] = []
         if not step_closed and len(b.tokens) > b.step_start:
-            own = [c for c, p in zip(b.token_conf[b.step_start :], b.pieces[b.step_start :], strict=False) if p]
+            own = [
+                c for c, p in zip(b.token_conf[b.step_start :], b.pieces[b.step_start :], strict=False) if p
+            ]
             if own or not b.step_confs:
                 events.append(self._close_step(b))
         fin = BranchFinished(
