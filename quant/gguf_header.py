@@ -120,14 +120,21 @@ def read_header(path: Path) -> GGUFHeader:
             header = GGUFHeader(version=cur.take("<I"), file_size=size)
             if header.version < 2:
                 raise GGUFFormatError(f"GGUF version {header.version} is too old (need 2 or later)")
-            n_tensors, n_kv = cur.take("<Q"), cur.take("<Q")
-            for _ in range(n_kv):
-                key = cur.string()
-                header.metadata[key] = cur.value(cur.take("<I"))
-            for _ in range(n_tensors):
-                name = cur.string()
-                dims = tuple(cur.take("<Q") for _ in range(cur.take("<I")))
-                header.tensors[name] = (dims, cur.take("<I"), cur.take("<Q"))
+            try:  # a file cut inside the header runs the cursor off the end
+                n_tensors, n_kv = cur.take("<Q"), cur.take("<Q")
+                for _ in range(n_kv):
+                    key = cur.string()
+                    header.metadata[key] = cur.value(cur.take("<I"))
+                for _ in range(n_tensors):
+                    name = cur.string()
+                    dims = tuple(cur.take("<Q") for _ in range(cur.take("<I")))
+                    header.tensors[name] = (dims, cur.take("<I"), cur.take("<Q"))
+            except GGUFFormatError:
+                raise
+            except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+                raise GGUFFormatError(
+                    f"header ends early at byte {cur.pos} of {size} (truncated): {exc}"
+                ) from None
             align = int(header.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
             header.data_start = (cur.pos + align - 1) // align * align
     ends = [header.data_start + off + _tensor_nbytes(dims, t) for dims, t, off in header.tensors.values()]

@@ -81,8 +81,12 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_truncated_gguf(tiny_gguf: Path, tmp_path: Path) -> None:
+    from quant.gguf_header import read_header
+
     data = tiny_gguf.read_bytes()
-    for size in (len(data) // 2, len(data) - 1, 200):
+    header_end = read_header(tiny_gguf).data_start
+    # cuts inside the tensor data and at many points inside the header (strings, token arrays)
+    for size in (len(data) // 2, len(data) - 1, 200, *range(24, header_end, 997)):
         cut = _write(tmp_path / f"cut-{size}.gguf", data[:size])
         with pytest.raises(ModelError, match="truncated") as info:
             resolve_model(cut)

@@ -290,3 +290,10 @@ def test_arith_levels_and_prompt() -> None:
     assert "Step 1:" in prompt.text
     with pytest.raises(ConfigError, match="unknown arith level"):
         ArithTask(level="impossible")
+
+
+def test_a_sentence_without_a_number_is_no_answer() -> None:
+    from caspo_lite.tasks.answers import extract_numeric_answer
+
+    assert extract_numeric_answer("The answer is not possible to calculate.") is None
+    assert extract_numeric_answer("Answer: Yes") == "Yes"

@@ -74,8 +74,11 @@ def extract_numeric_answer(text: str) -> str | None:
         numbers = _NUMBER.findall(raw.replace("−", "-"))
         if numbers:
             return format_number(parse_number(numbers[-1]) or 0)
-        if raw.strip():
-            return raw.strip().rstrip(".")  # a word answer ("Yes", "Purple"), as ASDiv has
+        word = raw.strip().rstrip(".")
+        if word and len(word.split()) <= 3:  # a word answer ("Yes", "Purple"), as ASDiv has;
+            return word  # a sentence ("not possible to calculate") is no answer
+        if word:
+            return None
     numbers = _NUMBER.findall((text or "").replace("−", "-"))
     if not numbers:
         return None
