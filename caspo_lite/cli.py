@@ -208,7 +208,9 @@ def solve(
 
             Console().print(render_batch_table([summary], f"{task}: {len(summary.rows)} problems, {model}"))
             return
-        solved = solve_question(engine, question, strategy, search, confidence, task_name=task, task_path=data)
+        solved = solve_question(
+            engine, question, strategy, search, confidence, task_name=task, task_path=data
+        )
     finally:
         engine.close()
     if as_json:
@@ -226,42 +228,85 @@ def solve(
 @app.command()
 @friendly
 def demo(
-    model: Annotated[str, typer.Option(help="Model for the demo.")] = "smollm2-135m",
-    n: Annotated[int, typer.Option(help="arith problems to solve.")] = 6,
+    model: Annotated[str, typer.Option(help="Model (and base of the CASPO round).")] = "smollm2-135m",
+    n: Annotated[int, typer.Option(help="Held-out arith problems to solve.")] = 6,
     k: Annotated[int, typer.Option("--k", help="Budget for sc and cat.")] = 6,
     max_tokens: Annotated[int, typer.Option(help="Max new tokens per path.")] = 96,
     seed: Annotated[int, typer.Option(help="Problem and sampling seed.")] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    train: Annotated[
+        bool, typer.Option("--train/--no-train", help="One CASPO round, then compare (--no-train: ~1-2 min).")
+    ] = True,
+    out: Annotated[Path | None, typer.Option("--out", help="Round's run folder (default runs/demo).")] = None,
+    recipe: Annotated[Path | None, typer.Option("--recipe", help="Recipe of the round.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: --set dpo.max_steps=4")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """CaT vs greedy vs self-consistency on a handful of arith problems (a few minutes on 2 cores)."""
+    """CaT vs greedy vs self-consistency, then one short CASPO round and CaT again (under 15 min on 2 cores).
+
+    Reruns with the same --out reuse the finished round instead of training again.
+    """
+    import contextlib
+    import logging
+
     from rich.console import Console
 
-    from caspo_lite.engines import load_engine
+    from caspo_lite.demo import demo_dict, render_demo_table, run_full_demo
+    from caspo_lite.paths import runs_dir
     from caspo_lite.search import get_strategy
-    from caspo_lite.solve import render_batch_table, run_demo, summary_dict
 
     search = _search_options(k=k, max_tokens=max_tokens, seed=seed, beam_width=4, branch_factor=2)
     get_strategy("cat", search)
-    console = Console(stderr=True)
-    engine = load_engine(model, n_threads=threads)
-    try:
+    out = out or runs_dir() / "demo"
+    progress, on_event = _train_renderer() if train and not as_json else (None, None)
+    console = progress.console if progress is not None else Console(stderr=True)
+    if train:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        from transformers.utils import logging as hf_logging
 
-        def progress(name: str, row: Any) -> None:
-            if not as_json:
-                mark = "[green]ok[/]" if row.correct else "[red]--[/]"
-                r = row.result
-                line = f"{name:>6} {mark} {row.problem_id}: {r.answer} (gold {row.gold}), {r.n_tokens} tok"
-                console.print(line, highlight=False)
+        hf_logging.disable_progress_bar()
 
-        summaries = run_demo(engine, n=n, search=search, seed=seed, on_solved=progress)
-    finally:
-        engine.close()
+    def on_solved(name: str, row: Any) -> None:
+        if not as_json:
+            mark = "[green]ok[/]" if row.correct else "[red]--[/]"
+            r = row.result
+            line = f"{name:>13} {mark} {row.problem_id}: {r.answer} (gold {row.gold}), {r.n_tokens} tok"
+            console.print(line, highlight=False)
+
+    titles = {
+        "base": "preparing the base model (HF view + lossless GGUF, cached after the first run)",
+        "before": "before: greedy, self-consistency and CaT with the base model",
+        "train": f"one CASPO round into {out} (reused when already finished)",
+        "after": "after: greedy and CaT with the round's policy",
+    }
+
+    def on_phase(name: str) -> None:
+        if not as_json and train:
+            console.rule(titles.get(name, name))
+
+    with progress if progress is not None else contextlib.nullcontext():
+        report = run_full_demo(
+            model,
+            n=n,
+            train=train,
+            out=out,
+            recipe=recipe,
+            overrides=set_ or [],
+            search=search,
+            seed=seed,
+            threads=threads,
+            on_solved=on_solved,
+            on_event=on_event,
+            on_phase=on_phase,
+        )
     if as_json:
-        echo_json([summary_dict(s) for s in summaries])
+        echo_json(demo_dict(report))
         return
-    title = f"CaT vs greedy vs self-consistency@{k}: {n} arith problems, {model}"
-    Console().print(render_batch_table(summaries, title))
+    what = "before vs after one CASPO round" if train else f"CaT vs greedy vs self-consistency@{k}"
+    Console().print(render_demo_table(report, f"{what}: {n} held-out arith problems, {model}"))
+    if report.run_dir is not None:
+        phases = ", ".join(f"{name} {sec:.0f}s" for name, sec in report.phases.items())
+        typer.echo(f"run folder: {report.run_dir} (policy {report.after_model}); time: {phases}")
 
 
 # --- export / inspect (quant) -------------------------------------------------------------------

@@ -31,6 +31,15 @@ MAIN_FIELDS: tuple[str, ...] = ("model.name", "rounds.n", "task.n_train", "sampl
 _children: dict[int, subprocess.Popen[bytes]] = {}  # processes this UI started (reaped via poll)
 
 
+def _default_sigint() -> None:
+    """Let the trainer take SIGINT (Stop) as Ctrl-C even when the UI itself ignores it.
+
+    A process started in the background of a non-interactive shell inherits SIGINT ignored,
+    and Python then never installs its KeyboardInterrupt handler: Stop would do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class TrainProcessError(CaspoError):
     """A training process cannot be started, stopped or planned (the message says why)."""
 
@@ -132,6 +141,7 @@ def start_train(cmd: list[str], out: Path) -> int:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 env=_env(),
+                preexec_fn=_default_sigint,
             )
         except OSError as exc:
             raise TrainProcessError(f"could not start {cmd[0]}: {exc}") from None
