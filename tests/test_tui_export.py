@@ -66,7 +66,7 @@ def test_export_two_quants_then_chat_with_the_first(tmp_path: Path) -> None:
             assert "source sha256 0000" in screen.query_one("#export-log", LogTail).lines
             assert not screen.query_one("#chat").disabled
             await pilot.click("#chat")
-            await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+            await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.query("#tokens"))
             assert app.settings.model == str(screen.files[0])
             assert app.screen.status_bar.status.model == "demo-q8_0.gguf"
 

@@ -222,7 +222,8 @@ def test_real_tiny_ci_start_close_resume_export_and_chat(tmp_path: Path) -> None
             gguf = export.files[0]
             assert gguf.name.endswith("-q8_0.gguf") and gguf.stat().st_size > 0
             await pilot.click("#chat")
-            await until(pilot, lambda: isinstance(app.screen, ChatScreen))
+            # the screen switch lands before its widgets are mounted: wait for the token view too
+            await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.query("#tokens"))
             chat = app.screen
             assert app.settings.model == str(gguf) and chat.status_bar.status.model == gguf.name
             chat.ask("What is 2 + 3?")
