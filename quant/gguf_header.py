@@ -60,13 +60,16 @@ class _Cursor:
         self.pos += size
         return value
 
-    def string(self) -> str:
+    def raw_string(self) -> bytes:
         n = self.take("<Q")
         if self.pos + n > len(self.buf):
             raise GGUFFormatError(f"file ends inside a string at offset {self.pos}")
         raw = self.buf[self.pos : self.pos + n]
         self.pos += n
-        return bytes(raw).decode("utf-8", errors="replace")
+        return bytes(raw)
+
+    def string(self) -> str:
+        return self.raw_string().decode("utf-8", errors="replace")
 
     def value(self, vtype: int) -> Any:
         if vtype in _SCALARS:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quant.gguf_header import _SCALARS, MAGIC, GGUFFormatError
+from quant.gguf_header import _SCALARS, MAGIC, GGUFFormatError, _Cursor
 
 STRING, ARRAY = 8, 9
 
@@ -36,31 +36,14 @@ class KV:
         return self.value
 
 
-class _Reader:
-    def __init__(self, buf: bytes) -> None:
-        self.buf, self.pos = buf, 0
-
-    def take(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.buf):
-            raise GGUFFormatError(f"file ends inside the header (offset {self.pos})")
-        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
-        self.pos += size
-        return value
-
-    def string(self) -> bytes:
-        n = self.take("<Q")
-        if self.pos + n > len(self.buf):
-            raise GGUFFormatError(f"file ends inside a string at offset {self.pos}")
-        raw = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return raw
+class _Reader(_Cursor):
+    """The header cursor, keeping strings as bytes and arrays' items (for a verbatim copy)."""
 
     def value(self, vtype: int, keep: bool) -> tuple[Any, int | None]:
         if vtype in _SCALARS:
             return self.take(_SCALARS[vtype]), None
         if vtype == STRING:
-            return self.string(), None
+            return self.raw_string(), None
         if vtype != ARRAY:
             raise GGUFFormatError(f"unknown metadata value type {vtype} at offset {self.pos}")
         itype, n = self.take("<I"), self.take("<Q")
@@ -92,7 +75,7 @@ def read_metadata(path: Path, want: Callable[[str], bool] = lambda key: True) ->
     _, n_kv = cur.take("<Q"), cur.take("<Q")
     out: dict[str, KV] = {}
     for _ in range(n_kv):
-        key = cur.string().decode("utf-8", errors="replace")
+        key = cur.string()
         vtype = cur.take("<I")
         keep = want(key)
         value, sub = cur.value(vtype, keep)
