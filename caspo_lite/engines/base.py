@@ -14,7 +14,18 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from caspo_lite.errors import EngineError
 from caspo_lite.tasks.base import Prompt
+
+
+def checked_prompt(token_ids: Sequence[int], n_ctx: int) -> list[int]:
+    """The prompt as a list, or an EngineError when it is empty or cannot fit the context."""
+    ids = list(token_ids)
+    if not ids:
+        raise EngineError("empty prompt: nothing to decode")
+    if len(ids) >= n_ctx:
+        raise EngineError(f"prompt of {len(ids)} tokens does not fit the context (n_ctx={n_ctx})")
+    return ids
 
 
 @dataclass

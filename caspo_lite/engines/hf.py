@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from caspo_lite.engines.base import EngineStats
+from caspo_lite.engines.base import EngineStats, checked_prompt
 from caspo_lite.errors import BackendUnavailable, EngineError, ModelError
 from caspo_lite.tasks.base import Prompt
 
@@ -52,13 +52,7 @@ class HFSession:
         return row, getattr(out, e.cache_arg)
 
     def prefill(self, token_ids: Sequence[int], seq: int = 0) -> np.ndarray:
-        ids = list(token_ids)
-        if not ids:
-            raise EngineError("empty prompt: nothing to decode")
-        if len(ids) >= self.engine.n_ctx:
-            raise EngineError(
-                f"prompt of {len(ids)} tokens does not fit the context (n_ctx={self.engine.n_ctx})"
-            )
+        ids = checked_prompt(token_ids, self.engine.n_ctx)
         row, cache = self._forward(ids, None)
         self.caches[seq], self.lengths[seq] = cache, len(ids)
         self.engine.stats.prompt_tokens += len(ids)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from caspo_lite.engines.base import EngineStats
+from caspo_lite.engines.base import EngineStats, checked_prompt
 from caspo_lite.errors import BackendUnavailable, EngineError, ModelError
 from caspo_lite.tasks.base import Prompt
 
@@ -131,13 +131,7 @@ class LlamaCppSession:
 
     def prefill(self, token_ids: Sequence[int], seq: int = 0) -> np.ndarray:
         self._check_seq(seq)
-        ids = list(token_ids)
-        if not ids:
-            raise EngineError("empty prompt: nothing to decode")
-        if len(ids) >= self.engine.n_ctx:
-            raise EngineError(
-                f"prompt of {len(ids)} tokens does not fit the context (n_ctx={self.engine.n_ctx})"
-            )
+        ids = checked_prompt(token_ids, self.engine.n_ctx)
         step = self.engine.n_batch
         for start in range(0, len(ids), step):
             chunk = ids[start : start + step]
