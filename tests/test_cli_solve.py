@@ -122,7 +122,7 @@ def test_solve_tree_escapes_model_text(fake_engine) -> None:  # noqa: ANN001
 
 
 def test_demo_table(fake_engine) -> None:  # noqa: ANN001
-    res = runner.invoke(app, ["demo", "--n", "2", "--k", "3", "--max-tokens", "16"])
+    res = runner.invoke(app, ["demo", "--no-train", "--n", "2", "--k", "3", "--max-tokens", "16"])
     assert res.exit_code == 0, res.output
     for name in ("greedy", "sc", "cat", "accuracy", "pruned"):
         assert name in res.output
