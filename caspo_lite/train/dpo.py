@@ -17,6 +17,7 @@ from the last one (``resume_from_checkpoint``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -135,8 +136,15 @@ def _dpo_config(cfg: DpoSection, backend: Backend, out_dir: Path, n_pairs: int, 
     if cfg.sft_weight > 0:
         losses.append("sft")
         weights.append(cfg.sft_weight)
+    # transformers >= 5.2x renamed gradient_checkpointing (a FutureWarning on every run);
+    # Unsloth's pinned transformers (<= 5.17) only knows the old name.
+    fields = {f.name for f in dataclasses.fields(trl.DPOConfig)}
+    checkpointing = (
+        "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    )
     return trl.DPOConfig(
         output_dir=str(out_dir),
+        **{checkpointing: cfg.gradient_checkpointing},
         beta=cfg.beta,
         loss_type=losses,
         loss_weights=weights,
@@ -146,7 +154,6 @@ def _dpo_config(cfg: DpoSection, backend: Backend, out_dir: Path, n_pairs: int, 
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        gradient_checkpointing=cfg.gradient_checkpointing,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
