@@ -14,11 +14,7 @@ from typing import Any
 
 from caspo_lite.confidence import PATH_MODES, SIGNALS
 from caspo_lite.config import (
-    ConfidenceSection,
-    ModelSection,
-    SearchSection,
-    StepsSection,
-    TaskSection,
+    CaspoConfig,
     _f,
     load_config,
     to_dict,
@@ -178,12 +174,9 @@ class RoundsSection:
 
 
 @dataclass
-class TrainConfig:
-    model: ModelSection = field(default_factory=ModelSection)
-    task: TaskSection = field(default_factory=TaskSection)
-    steps: StepsSection = field(default_factory=StepsSection)
-    confidence: ConfidenceSection = field(default_factory=ConfidenceSection)
-    search: SearchSection = field(default_factory=SearchSection)
+class TrainConfig(CaspoConfig):
+    """The run config: the shared sections (model, task, steps, confidence, search) plus training's."""
+
     sample: SampleSection = field(default_factory=SampleSection)
     labels: LabelsSection = field(default_factory=LabelsSection)
     pairs: PairsSection = field(default_factory=PairsSection)
