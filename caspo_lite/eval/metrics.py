@@ -185,6 +185,17 @@ def reliability_bins(
     return bins
 
 
+def _probability_arrays(
+    name: str, confidences: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | Metric:
+    """`_arrays` plus the check that calibration metrics need: confidences are probabilities."""
+    checked = _arrays(name, confidences, correct)
+    if isinstance(checked, Metric):
+        return checked
+    bad = _probabilities(name, checked[0])
+    return bad if bad is not None else checked
+
+
 def ece(
     confidences: Sequence[float] | np.ndarray,
     correct: Sequence[bool] | np.ndarray,
@@ -192,13 +203,10 @@ def ece(
     name: str = "calib/ece",
 ) -> Metric:
     """Expected calibration error: sum_b |B|/n * |acc(B) - conf(B)| over equal-width bins."""
-    checked = _arrays(name, confidences, correct)
+    checked = _probability_arrays(name, confidences, correct)
     if isinstance(checked, Metric):
         return checked
     s, y = checked
-    bad = _probabilities(name, s)
-    if bad is not None:
-        return bad
     idx = _bin_index(s, n_bins)
     total = 0.0
     for k in np.unique(idx):
@@ -211,13 +219,10 @@ def brier(
     confidences: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, name: str = "calib/brier"
 ) -> Metric:
     """Brier score: mean (confidence - correct)^2 (lower is better; 0.25 = always 0.5)."""
-    checked = _arrays(name, confidences, correct)
+    checked = _probability_arrays(name, confidences, correct)
     if isinstance(checked, Metric):
         return checked
     s, y = checked
-    bad = _probabilities(name, s)
-    if bad is not None:
-        return bad
     return _defined(name, np.mean((s - y.astype(np.float64)) ** 2), int(s.size))
 
 
