@@ -108,9 +108,11 @@ def train(argv: list[str]) -> None:
             history = []
             for step in range(1, 5):
                 time.sleep(dpo_delay)
-                history.append(
-                    {"loss": 0.7 - 0.05 * step * r, "rewards/margins": 0.1 * step * r, "step": step}
-                )
+                row = {"loss": 0.7 - 0.05 * step * r, "rewards/margins": 0.1 * step * r, "step": step,
+                       "max_steps": 4}  # fmt: skip
+                history.append(row)
+                with open(rd / "dpo_log.jsonl", "a", encoding="utf-8") as fh:  # as the real trainer does
+                    fh.write(json.dumps(row) + "\n")
                 ck = rd / "dpo" / f"checkpoint-{step}"
                 ck.mkdir(parents=True, exist_ok=True)
                 write(ck / "trainer_state.json", json.dumps({"log_history": history, "global_step": step,
