@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test", help="task split (arith: train, dev, test, heldout)")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--engine", default="llama_cpp")
     ap.add_argument("--out", type=Path, default=None)
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             k=args.k,
             n=args.n,
             seed=args.seed,
+            split=args.split,
             engine_kind=args.engine,
             search=cfg.search,
             confidence=cfg.confidence,
@@ -107,12 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(
             json.dumps(
-                {"model": args.model, "task": args.task, "n": args.n, "k": args.k, "rows": rows}, indent=2
+                {
+                    "model": args.model,
+                    "task": args.task,
+                    "split": args.split,
+                    "n": args.n,
+                    "k": args.k,
+                    "rows": rows,
+                },
+                indent=2,
             )
         )
     else:
         print(
-            f"# CaT vs SC: {args.model} on {args.task}, n={args.n}, K={args.k}, "
+            f"# CaT vs SC: {args.model} on {args.task} ({args.split}), n={args.n}, K={args.k}, "
             f"max_tokens={args.max_tokens} ({time.perf_counter() - t0:.0f} s, records in {out})"
         )
         print(render(rows))
