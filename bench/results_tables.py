@@ -199,9 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", default=None, help="name (or ref) of the model every Δ is taken against")
     ap.add_argument("--model", default=None, help="strategies: the model reference to tabulate")
     ap.add_argument("--plot", type=Path, default=None, help="main: also write the per-model bar plot here")
+    ap.add_argument("--strategies", default=None, help="main/signals: only these (comma-separated)")
     args = ap.parse_args(argv)
     labels = parse_labels(args.label)
     records = load(args.eval)
+    if args.strategies and args.table != "strategies":
+        keep = {s.strip() for s in args.strategies.split(",") if s.strip()}
+        records = [r for r in records if r["strategy"] in keep]
     if args.table == "main":
         print(main_table(records, labels, args.base))
         if args.plot:

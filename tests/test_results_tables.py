@@ -62,6 +62,8 @@ def test_main_table_has_paired_deltas_against_the_named_base(eval_dir: Path, cap
     assert rows[("CASPO r1", "sc")].split("|")[5].strip() == "—"  # no base row for sc: no delta
     assert "+1.000" in rows[("base", "greedy")]  # entropy gap wrong - correct = 1.1 - 0.1
     assert png.stat().st_size > 1000
+    only = _run(["signals", "--eval", str(eval_dir), "--strategies", "greedy,cat"], capsys)
+    assert "| sc |" not in only and "| cat |" in only and "| greedy |" in only
 
 
 def test_strategies_table_gives_ratios_to_sc(eval_dir: Path, capsys) -> None:
