@@ -9,7 +9,7 @@ import pytest
 
 from caspo_lite.confidence import TokenStats
 from caspo_lite.eval import report
-from caspo_lite.eval.plots import write_plots
+from caspo_lite.eval.plots import model_slug, write_plots
 from caspo_lite.eval.trace import STEP_SIGNALS, rebuild_paths
 from caspo_lite.search.events import BranchFinished, BranchStarted, StepDone, TokenGenerated
 
@@ -167,3 +167,10 @@ def test_plot_names_for_model_paths(tmp_path) -> None:
     ]
     names = {p.name for p in write_plots(report.summarize(recs), recs, tmp_path)}
     assert {"reliability_model.png", "reliability_model_.png"} <= names
+
+
+def test_round_folders_of_two_runs_get_distinct_plot_names() -> None:
+    assert model_slug("runs/smollm2-arith/round-1") == "smollm2-arith_round-1"
+    assert model_slug("runs/smollm2-arith-answer/round-1/") == "smollm2-arith-answer_round-1"
+    assert model_slug("runs/a/round-2/policy-f32.gguf") == "a_round-2_policy-f32"
+    assert model_slug("smollm2-135m") == "smollm2-135m" and model_slug("/m/q8.gguf") == "q8"

@@ -10,6 +10,7 @@ file that says so, so the report never links to a missing image.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,21 @@ def _pyplot() -> Any:
     return plt
 
 
+_ROUND_DIR = re.compile(r"round-\d+")
+
+
 def model_slug(ref: str) -> str:
-    """A file-name part for a model reference: the file stem or folder name of a path."""
-    name = Path(ref).stem if ref.endswith(".gguf") else Path(ref).name
+    """A file-name part for a model reference: the file stem or folder name of a path.
+
+    A training round's folder (or a GGUF inside one) is named after its run as well, since
+    comparing the same round of two runs is the usual case: ``runs/a/round-1`` -> ``a_round-1``.
+    """
+    path = Path(ref)
+    name = path.stem if ref.endswith(".gguf") else path.name
+    if _ROUND_DIR.fullmatch(path.name):
+        name = f"{path.parent.name}_{path.name}"
+    elif ref.endswith(".gguf") and _ROUND_DIR.fullmatch(path.parent.name):
+        name = f"{path.parent.parent.name}_{path.parent.name}_{path.stem}"
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return keep.strip("_.") or "model"
 
