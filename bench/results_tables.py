@@ -78,6 +78,8 @@ def main_table(records: Sequence[dict], labels: dict[str, str], base: str | None
     """One row per (model, strategy): accuracy with CI, paired change vs base, calibration, steps, cost."""
     name_of = {ref: labels.get(ref, ref) for ref in {r["model"] for r in records}}
     base_ref = next((ref for ref, name in name_of.items() if base in (name, ref)), None)
+    if base is not None and base_ref is None:
+        raise SystemExit(f"error: --base {base!r}: no model of that name or reference in these eval folders")
     header = ["model", "strategy", "n", "accuracy [95% CI]", "Δ vs base (paired) [95% CI]", "gained/lost",
               "step-rel", "ECE", "Brier", "AUROC", "step AUROC (H)", "H correct", "H wrong", "gap",
               "tokens", "latency s"]  # fmt: skip

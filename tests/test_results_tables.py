@@ -83,5 +83,7 @@ def test_bad_flags_are_one_line_errors(eval_dir: Path, tmp_path: Path) -> None:
         main(["main", "--eval", str(eval_dir), "--label", "nolabel"])
     with pytest.raises(SystemExit, match="no eval records"):
         main(["main", "--eval", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="--base 'nobody'"):
+        main(["main", "--eval", str(eval_dir), "--base", "nobody"])
     with pytest.raises(SystemExit, match="no records for model"):
         main(["strategies", "--eval", str(eval_dir), "--model", "other"])
