@@ -29,7 +29,7 @@ from caspo_lite.eval.trace import STEP_SIGNALS
 
 def _fmt(group: GroupSummary, name: str, digits: int = 3) -> str:
     metric = group.metrics.get(name)
-    return "n/a" if metric is None or metric.value is None else f"{metric.value:.{digits}f}"
+    return metric.fmt(digits) if metric is not None else "n/a"
 
 
 def gap_value(group: GroupSummary) -> float | None:
@@ -88,8 +88,9 @@ def main_table(records: Sequence[dict], labels: dict[str, str], base: str | None
         mine = outcomes(records, g.model, g.strategy)
         acc = wilson_interval(list(mine.values()))
         delta, moved = "—", "—"
-        if base_ref is not None and g.model != base_ref and outcomes(records, base_ref, g.strategy):
-            a, b = paired_outcomes(outcomes(records, base_ref, g.strategy), mine)
+        base_row = outcomes(records, base_ref, g.strategy) if base_ref is not None else {}
+        if base_row and g.model != base_ref:
+            a, b = paired_outcomes(base_row, mine)
             delta = paired_difference(a, b).fmt(signed=True)
             moved = "{}/{}".format(*discordant_counts(a, b))
         rows.append(
