@@ -13,7 +13,7 @@ from _tui_train_helpers import SIZE, app_on, run, until
 
 from tui.runs import count_lines, eta, last_error, read_run, round_seconds, run_eta
 from tui.screens.export import ExportScreen
-from tui.screens.runs import RunsScreen
+from tui.screens.runs import RunsScreen, started_text
 from tui.screens.train import TrainScreen
 from tui.train_process import PID_FILE, live_pid, overrides, recipe_fields
 from tui.widgets.run_progress import run_text
@@ -87,7 +87,8 @@ def test_a_finished_run_reads_as_done_with_pairs_margins_and_dev_accuracy(tmp_pa
 def test_a_stopped_run_shows_where_it_stopped(tmp_path: Path) -> None:
     state = read_run(stopped_run(tmp_path))
     assert state.pid is None and state.status == "stopped"
-    assert state.error == "interrupted; rerun the same command to resume"
+    assert state.error is None  # a Stop is not an error: the train screen says how to resume
+    assert "stopped; press F9 to resume where it stopped" in run_text(state).plain
     stages = {s.name: s for s in state.rounds[0].stages}
     assert stages["sample"].status == "done"
     assert (stages["label"].status, stages["label"].done, stages["label"].total) == ("running", 2, 4)
@@ -152,6 +153,9 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
             screen = app.screen
             assert isinstance(screen, RunsScreen)
             rows = screen.table_rows()
+            started = [row.pop(2) for row in rows]  # the date column: local time, checked apart
+            assert started[0] == started_text(screen.runs[0]) and started[0][:2] == "20"
+            assert started[1:3] == ["", started_text(screen.runs[1])]
             assert rows[0] == [
                 "done-run",
                 "done",

@@ -55,7 +55,7 @@ def test_start_shows_the_plan_then_runs_every_stage_to_done(tmp_path: Path) -> N
             text = progress_text(screen)
             assert "fake  done  rounds 2/2" in text
             assert "round 2  ✓ sample 4/4  ✓ label 4/4  ✓ pairs  ✓ dpo 4/4  ✓ export  ✓ dev 2/2" in text
-            assert "pairs 5 (A 1, B 4) · reward margin +0.800 · dev accuracy 0.500" in text
+            assert "pairs 5 (A 1, B 4) · final margin +0.800 · dev accuracy 0.500" in text
             assert screen.query_one("#spark-round-margin", MetricSpark).values == [0.4, 0.8]
             assert screen.query_one("#spark-dev", MetricSpark).values == [0.25, 0.5]
             assert "--set rounds.n=2" in (out / LOG_FILE).read_text()

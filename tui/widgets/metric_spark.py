@@ -30,5 +30,8 @@ class MetricSpark(Horizontal):
         if values == self.values:
             return
         self.values = list(values)
-        self.query_one(Sparkline).data = self.values
+        spark = self.query_one(Sparkline)
+        spark.data = self.values
+        # one point is not a curve: a full-width bar would claim a history that is not there
+        spark.styles.width = len(values) if len(values) < 2 else "1fr"
         self.query_one(".spark-value", Static).update(Text(f"{values[-1]:+.4f}" if values else "—"))

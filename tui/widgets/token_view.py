@@ -45,7 +45,9 @@ class TokenView(Static):
                 "red",
             )
         if node.finished:
-            out.append(f"finished ({node.finished[2]}): answer {node.finished[0]}\n", "cyan")
+            answer = node.finished[0]
+            said = f"answer {answer}" if answer is not None else "no answer"
+            out.append(f"finished ({node.finished[2]}): {said}\n", "cyan")
         if any(piece for piece, _ in node.tokens):
             out.append_text(token_heatmap(node.tokens, signal))
         else:
