@@ -146,6 +146,10 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
     done_dir = finished_run(runs)
     half = stopped_run(runs)
     os.utime(half, (time.time() - 1000, time.time() - 1000))  # older: listed second
+    demo = runs / "demo" / "round-0"  # the demo's starting policy, which chat lists too
+    demo.mkdir(parents=True)
+    (demo / "policy-f32.gguf").write_bytes(b"GGUF")
+    os.utime(runs / "demo", (time.time() - 2000, time.time() - 2000))  # oldest: listed last
 
     async def go() -> None:
         app = app_on(tmp_path, "runs")
@@ -168,6 +172,8 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
             ]
             assert rows[1] == ["", "", "2", "6/6", "14 (2/12)", "+0.250", "0.500", "policy-f32.gguf"]
             assert rows[2] == ["half-run", "stopped", "1", "1/6 (label)", "—", "—", "—", "—"]
+            assert rows[3] == ["demo", "new", "0", "starting policy", "—", "—", "—", "policy-f32.gguf"]
+            assert started[3][:2] == "20"
             await pilot.press("down")
             await pilot.press("enter")  # export round 2 of done-run
             await until(pilot, lambda: isinstance(app.screen, ExportScreen))
