@@ -221,9 +221,15 @@ def test_typing_a_live_runs_folder_fills_the_form_from_that_run(tmp_path: Path) 
                 out_field = screen.query_one("#out")
                 out_field.focus()
                 out_field.value = ""
-                await pilot.press(*str(out))  # typed, key by key
-                await until(pilot, lambda: screen.state == "running", what="attaching")
+                await pilot.press(*f"{out}2", "tab")  # typed key by key, through the prefix `out`
+                await pilot.pause(0.3)
                 field = screen.query_one(f"#{field_id('rounds.n')}")
+                assert field.value == "1" and screen.state == "idle"  # no run there: the form stays
+                out_field.focus()
+                await pilot.press("end", "backspace")
+                await until(pilot, lambda: screen.state == "running", what="the panels attaching")
+                await pilot.press("tab")  # leaving the field fills the form from the run
+                await pilot.pause()
                 assert field.value == "3" and screen.query_one(f"#{field_id('task.n_train')}").value == "6"
                 assert sorted(screen.sets()) == ["rounds.n=3", "task.n_train=6"]
                 assert "rounds 0/3" in progress_text(screen)

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Select, Static
 
 from caspo_lite.errors import CaspoError
@@ -45,6 +46,7 @@ from tui.widgets.run_progress import RunProgress
 if TYPE_CHECKING:
     from tui.app import CaspoApp
 
+FILL_AFTER_S = 0.8  # a pause in typing the run folder this long fills the form from its run
 PLAN_HINT = "Pick a recipe; Start shows its plan, then trains."
 # what the CLI prints, said in this screen's terms (the keys that act on it)
 UI_WORDS = {
@@ -125,6 +127,8 @@ class TrainScreen(Screen[None]):
         self.plan_out: Path | None = None  # the run folder the shown plan is for
         self.loaded_recipe: Path | None = None  # the recipe whose values are in the form
         self.form_run: Path | None = None  # the run folder the form was last filled from
+        self.shown_run: Path | None = None  # the run folder the panels show
+        self._fill_timer: Timer | None = None
         self.rates = ProgressRates()
 
     @property
@@ -214,7 +218,8 @@ class TrainScreen(Screen[None]):
         the user may have typed into a field, and a late refill would blank what they typed.
         """
         self.query_one("#out", Input).value = str(folder)
-        self._folder_changed(folder)
+        self._show_folder(folder)
+        self._fill_form()
 
     @on(Select.Changed, "#recipe")
     def _recipe_picked(self, event: Select.Changed) -> None:
@@ -232,18 +237,37 @@ class TrainScreen(Screen[None]):
     def _out_changed(self, event: Input.Changed) -> None:
         if event.value != event.input.value:
             return  # a stale message: the folder has changed again since
-        value = event.value.strip()
-        self._folder_changed(Path(value).expanduser() if value else None)
+        self._show_folder(self.out_path)
+        # Typing a path passes through its prefixes ("runs/a" on the way to "runs/ab"): fill the
+        # form once the user leaves the field, presses Enter, or pauses typing.
+        if self._fill_timer is not None:
+            self._fill_timer.stop()
+        self._fill_timer = self.set_timer(FILL_AFTER_S, self._fill_form)
 
-    def _folder_changed(self, folder: Path | None) -> None:
-        """The form names another run folder: forget the old run's panels, fill from the new one."""
-        if folder != self.form_run:
+    @on(Input.Submitted, "#out")
+    def _out_submitted(self) -> None:
+        self._fill_form()
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        if event.widget.id == "out":
+            self._fill_form()
+
+    def _show_folder(self, folder: Path | None) -> None:
+        """The panels follow the folder at once: forget what the previous one showed."""
+        if folder != self.shown_run:
+            self.shown_run = folder
             self.dpo_logs = {}
             self.rates = ProgressRates()
-            if folder is not None and folder.is_dir():
-                self.fill_from_run(folder)
-            self.form_run = folder
         self.poll()
+
+    def _fill_form(self) -> None:
+        """Fill the form from the run the folder field names, once per folder."""
+        folder = self.out_path
+        if folder == self.form_run:
+            return
+        self.form_run = folder
+        if folder is not None and folder.is_dir():
+            self.fill_from_run(folder)
 
     def fill_from_run(self, run: Path) -> None:
         """Put a run's own recipe and values in the form, so Start / Resume mean that run.
