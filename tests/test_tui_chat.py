@@ -459,6 +459,11 @@ def test_settings_open_focused_check_the_model_and_are_remembered(tmp_path: Path
             assert f"settings.model: GGUF file not found: {missing}" in str(
                 form.query_one("#settings-error").content
             )
+            form.query_one("#model-path").value = ""  # clearing the path gives the list back its pick
+            await pilot.pause()
+            assert form.query_one("#model").value == "smollm2-135m"
+            form.query_one("#model-path").value = str(missing)
+            await pilot.pause()
             form.query_one("#model").value = "tiny"  # a pick replaces the typed path
             await pilot.pause()
             assert form.query_one("#model-path").value == ""

@@ -211,3 +211,14 @@ def test_dpo_log_file_wins_and_dedupes_resumed_steps(tmp_path) -> None:
     assert [r["step"] for r in log] == [1.0, 2.0, 3.0]
     assert log[-1]["rewards/margins"] == 0.3
     assert (step, max_steps) == (3, 3)
+
+
+def test_the_run_eta_counts_down_while_a_round_runs(tmp_path: Path) -> None:
+    run_dir = finished_run(tmp_path)  # two rounds of 6 s each
+    rd = make_round(run_dir, 3, ("sample",))
+    now = time.time()
+    os.utime(rd / "config.toml", (now - 2, now - 2))  # round 3 (re)started 2 s ago
+    state = read_run(run_dir)
+    assert run_eta(state.rounds, 5, now=now) == 3 * 6.0 - 2  # rounds 3, 4, 5 left, 2 s of 3 spent
+    os.utime(rd / "config.toml", (now - 7, now - 7))  # longer than a round takes: unknown
+    assert run_eta(read_run(run_dir).rounds, 5, now=now) is None

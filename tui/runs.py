@@ -310,7 +310,7 @@ def read_run(root: Path, now: float | None = None) -> RunState:
         pid,
         status,
         error,
-        run_eta(rounds, n_rounds),
+        run_eta(rounds, n_rounds, now),
         started=started_at(root),
         base=base if base.is_dir() else None,
     )
@@ -347,13 +347,25 @@ def round_seconds(rd: RoundState) -> float | None:
     return span + float(first.get("time_s") or 0.0)
 
 
-def run_eta(rounds: tuple[RoundState, ...], n_rounds: int) -> float | None:
-    """Rounds left times the mean duration of the finished ones (None before one finishes)."""
+def run_eta(rounds: tuple[RoundState, ...], n_rounds: int, now: float | None = None) -> float | None:
+    """Rounds left times the mean duration of the finished ones, less the time the round under
+    way has run since it was (re)started; None before a round finishes, or once the current
+    round has run longer than the mean (then nobody knows)."""
     took = [t for t in (round_seconds(r) for r in rounds if r.finished) if t is not None]
     if not took:
         return None
-    left = n_rounds - len(took)
-    return max(0.0, sum(took) / len(took) * left)
+    mean, left = sum(took) / len(took), n_rounds - len(took)
+    current = next((r for r in rounds if not r.finished), None)
+    if current is None or left <= 0:
+        return max(0.0, mean * left)
+    now = time.time() if now is None else now
+    try:  # the round's config.toml is rewritten whenever a process starts or resumes the round
+        spent = max(0.0, now - (current.root / "config.toml").stat().st_mtime)
+    except OSError:
+        spent = 0.0
+    if spent >= mean:
+        return None
+    return mean * left - spent
 
 
 def list_runs(runs_root: Path) -> list[RunState]:

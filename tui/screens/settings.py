@@ -52,6 +52,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     def __init__(self, settings: ChatSettings) -> None:
         super().__init__()
         self.settings = settings
+        self._picked: object = None  # the listed model a typed path replaced
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -119,9 +120,12 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
         if event.value.strip():
             select.prompt = TYPED_PROMPT
             if select.value is not Select.NULL:
+                self._picked = select.value  # given back if the path is cleared again
                 select.clear()
         else:
             select.prompt = PICK_PROMPT
+            if self._picked is not None and select.value is Select.NULL:
+                select.value = self._picked
 
     @on(Select.Changed, "#model")
     def _model_picked(self, event: Select.Changed) -> None:

@@ -25,7 +25,7 @@ class TokenView(Static):
 
     def show_node(self, tree: SearchTree, node_id: int | None, signal: str = "entropy") -> None:
         self.node_id = node_id
-        if node_id is None or node_id not in tree.nodes:
+        if node_id is None or node_id not in tree.nodes or (node_id == ROOT and not tree.question):
             self.update(Text("Select a step to see its tokens.", style="dim"))
             return
         node = tree.nodes[node_id]
