@@ -222,3 +222,22 @@ def test_the_run_eta_counts_down_while_a_round_runs(tmp_path: Path) -> None:
     assert run_eta(state.rounds, 5, now=now) == 3 * 6.0 - 2  # rounds 3, 4, 5 left, 2 s of 3 spent
     os.utime(rd / "config.toml", (now - 7, now - 7))  # longer than a round takes: unknown
     assert run_eta(read_run(run_dir).rounds, 5, now=now) is None
+
+
+def test_round_0_of_the_demo_is_listed_and_exports(tmp_path: Path) -> None:
+    base = tmp_path / "runs" / "demo" / "round-0"
+    base.mkdir(parents=True)
+    (base / "policy-f32.gguf").write_bytes(b"GGUF")
+
+    async def go() -> None:
+        app = app_on(tmp_path, "runs")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            (row,) = screen.table_rows()
+            assert row[0] == "demo" and row[3:5] == ["0", "starting policy"] and row[-1] == "policy-f32.gguf"
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ExportScreen))
+            await until(pilot, lambda: app.screen.query_one("#round").value == str(base), timeout_s=5)
+
+    run(go())

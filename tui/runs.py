@@ -383,12 +383,14 @@ def list_runs(runs_root: Path) -> list[RunState]:
 
 
 def finished_rounds(runs_root: Path) -> list[Path]:
-    """Round folders with a policy (merged weights or a policy GGUF): what can be exported."""
+    """Round folders with a policy (merged weights or a policy GGUF), round 0 included: what can
+    be exported."""
     from caspo_lite.train.layout import is_round_dir
 
     out = []
     for run in list_runs(runs_root):
-        out += [r.root for r in run.rounds if is_round_dir(r.root)]
+        rounds = ([run.base] if run.base is not None else []) + [r.root for r in run.rounds]
+        out += [p for p in rounds if is_round_dir(p)]
     return out
 
 
