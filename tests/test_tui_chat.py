@@ -19,7 +19,7 @@ from tui.history import load_turns
 from tui.inference import LibrarySource
 from tui.screens.chat import ChatScreen
 from tui.screens.settings import SettingsScreen
-from tui.settings import ChatSettings
+from tui.settings import ChatSettings, load_settings
 from tui.tree_model import ROOT
 
 SIZE = (120, 36)
@@ -472,6 +472,7 @@ def test_settings_open_focused_check_the_model_and_are_remembered(tmp_path: Path
             await pilot.press("ctrl+s")
             await pilot.pause()
             assert app.screen is not form and remembered.is_file()
+            assert load_settings(remembered) == app.settings  # every field round-trips
 
     run(go())
     again = make_app(settings_file=remembered)  # the next launch
