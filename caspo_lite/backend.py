@@ -81,13 +81,14 @@ def choose_backend(
     """
     env = os.environ.get(ENV_VAR, "").strip()
     source = f"${ENV_VAR}" if env else "dpo.backend"
+    chosen_by = "set in the environment" if env else "set in the recipe or --set"  # not auto-detected
     requested = env or requested
     if requested not in BACKENDS:
         raise ConfigError(f"{source}: unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
     device = device or detect_device()
     has_unsloth = unsloth_installed() if has_unsloth is None else has_unsloth
     if requested == "trl":
-        backend = Backend("trl", device, f"{source} = 'trl' (forced)")
+        backend = Backend("trl", device, f"{source} = 'trl' ({chosen_by})")
     elif requested == "unsloth":
         if not has_unsloth:
             raise BackendUnavailable(
@@ -97,7 +98,7 @@ def choose_backend(
             raise BackendUnavailable(
                 f"{source} = 'unsloth' needs a CUDA GPU (found {device}); use dpo.backend = 'trl'"
             )
-        backend = Backend("unsloth", device, f"{source} = 'unsloth' (forced)")
+        backend = Backend("unsloth", device, f"{source} = 'unsloth' ({chosen_by})")
     elif device == "cuda" and has_unsloth:
         backend = Backend("unsloth", device, "CUDA GPU found and the unsloth extra is installed")
     elif device == "cuda":

@@ -583,8 +583,9 @@ def _eval_with_progress(events: Any) -> None:
 def tui_command() -> None:
     """Open the terminal app: chat, train (start/stop/resume runs), export rounds to GGUF, past runs."""
     from tui.app import make_app
+    from tui.settings import settings_path
 
-    make_app(mode="home").run()
+    make_app(mode="home", settings_file=settings_path()).run()
 
 
 @app.command("chat")
@@ -596,8 +597,9 @@ def chat_command(
 ) -> None:
     """Chat with a model and watch the confidence-aware search tree grow (F2 settings, Esc cancels)."""
     from tui.app import make_app
+    from tui.settings import settings_path
 
-    make_app(model=model, strategy=strategy, k=k, mode="chat").run()
+    make_app(model=model, strategy=strategy, k=k, mode="chat", settings_file=settings_path()).run()
 
 
 def main() -> None:  # pragma: no cover - console entry

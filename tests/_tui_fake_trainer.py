@@ -15,7 +15,14 @@ import os
 import sys
 import time
 import tomllib
+import warnings
 from pathlib import Path
+
+# what TRL triggers in transformers 5 on every DPO run (the UI keeps it out of train.log)
+TRL_WARNING = (
+    "`is_gradient_checkpointing` is deprecated and will be removed in v6. "
+    "Use `is_activation_checkpointing` instead."
+)
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -105,6 +112,7 @@ def train(argv: list[str]) -> None:
         while (out / ".hold").exists():
             time.sleep(0.05)
         if "dpo" not in ledger["stages"]:
+            warnings.warn(TRL_WARNING, FutureWarning, stacklevel=1)
             history = []
             for step in range(1, 5):
                 time.sleep(dpo_delay)

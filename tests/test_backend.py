@@ -83,3 +83,12 @@ def test_unsloth_is_imported_before_trl(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"backend": "unsloth", "trl_before": False, "trl_after": True, "fast": True}
+
+
+def test_a_chosen_backend_says_who_chose_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CASPO_LITE_BACKEND", raising=False)
+    b = choose_backend("trl", device="cpu", has_unsloth=False)
+    assert b.reason == "dpo.backend = 'trl' (set in the recipe or --set)"
+    monkeypatch.setenv("CASPO_LITE_BACKEND", "trl")
+    b = choose_backend("auto", device="cpu", has_unsloth=False)
+    assert b.reason == "$CASPO_LITE_BACKEND = 'trl' (set in the environment)"

@@ -19,7 +19,7 @@ from tui.history import load_turns
 from tui.inference import LibrarySource
 from tui.screens.chat import ChatScreen
 from tui.screens.settings import SettingsScreen
-from tui.settings import ChatSettings
+from tui.settings import ChatSettings, load_settings
 from tui.tree_model import ROOT
 
 SIZE = (120, 36)
@@ -349,3 +349,134 @@ def test_real_cat_on_the_tiny_gguf(tmp_path: Path) -> None:
             assert screen.status_bar.status.model == gguf.name
 
     run(go())
+
+
+def test_escape_goes_home_when_idle_and_the_palette_reaches_every_screen(tmp_path: Path) -> None:
+    """Chat is no dead end: idle Esc goes home (the footer says so), the palette opens any screen."""
+
+    async def go() -> None:
+        source = ScriptedSource(hold_after=12)
+        app = app_for(source, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            keys = {b.binding.key: b.binding.description for b in screen.active_bindings.values()}
+            assert keys["escape"] == "Home"
+            await ask(pilot, "slow one")
+            await asyncio.get_running_loop().run_in_executor(None, source.held.wait, 5)
+            await until(pilot, lambda: screen.state == "searching")
+            keys = {b.binding.key: b.binding.description for b in screen.active_bindings.values()}
+            assert keys["escape"] == "Cancel search"  # while searching Esc cancels, and stays put
+            await pilot.press("escape")
+            source.release.set()
+            await settle(pilot)
+            assert app.current_mode == "chat" and screen.state == "cancelled"
+            await pilot.press("escape")  # idle again: home
+            await until(pilot, lambda: app.current_mode == "home")
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            for title in ("Go to Chat", "Go to Train", "Go to Export", "Go to Runs"):
+                assert title in titles
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"go to runs", "enter")
+            await until(pilot, lambda: app.current_mode == "runs")
+
+    run(go())
+
+
+def test_cancel_leaves_no_live_node_and_no_writing_cursor(tmp_path: Path) -> None:
+    async def go() -> None:
+        source = ScriptedSource(hold_after=15)  # mid-step: branch 0 has written a token of step 1
+        app = app_for(source, tmp_path, ChatSettings(search=SearchSection(k=3)), batch_interval_s=0.0)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = await ask(pilot, "slow one")
+            await asyncio.get_running_loop().run_in_executor(None, source.held.wait, 5)
+            await until(pilot, lambda: len(screen.events) == 15)
+            assert screen.tree_model.n_live() > 0 and any("▍" in t for t in labels(screen).values())
+            await pilot.press("escape")
+            source.release.set()
+            await settle(pilot)
+            assert screen.state == "cancelled"
+            assert screen.tree_model.n_live() == 0 and screen.status_bar.status.live == 0
+            shown = labels(screen)
+            assert not any("▍" in text for text in shown.values())
+            assert any("■ stopped" in text for text in shown.values())
+            assert "saved vs sc" not in screen.status_bar.status.render_text().plain
+            await pilot.press("f3")  # reloaded from the history it is just as final
+            await pilot.pause()
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.tree_model.n_live() == 0 and not any("▍" in t for t in labels(screen).values())
+
+    run(go())
+
+
+def test_saved_vs_sc_is_final_and_never_shown_for_sc_itself(tmp_path: Path) -> None:
+    async def go() -> None:
+        source = ScriptedSource(hold_after=24)  # the fork has finished, the search goes on
+        app = app_for(source, tmp_path, ChatSettings(search=SearchSection(k=3)), batch_interval_s=0.0)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = await ask(pilot, "cat")
+            await asyncio.get_running_loop().run_in_executor(None, source.held.wait, 5)
+            await until(pilot, lambda: len(screen.events) == 24)
+            assert screen.tree_model.finished  # a path has finished: a running figure would exist
+            assert "saved vs sc" not in screen.status_bar.status.render_text().plain
+            source.release.set()
+            await settle(pilot)
+            assert "saved vs sc@3 +" in screen.status_bar.status.render_text().plain
+            app.settings = ChatSettings(search=SearchSection(k=3, strategy="sc"))
+            source.hold_after = None
+            await ask(pilot, "sc")
+            await settle(pilot)
+            assert screen.state == "done" and screen.status_bar.status.saved_vs_sc is None
+            assert "saved vs sc" not in screen.status_bar.status.render_text().plain
+
+    run(go())
+
+
+def test_settings_open_focused_check_the_model_and_are_remembered(tmp_path: Path) -> None:
+    remembered = tmp_path / "settings.json"
+
+    async def go() -> None:
+        app = app_for(ScriptedSource(), tmp_path, settings_file=remembered)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("f2")
+            await pilot.pause()
+            form = app.screen
+            assert isinstance(form, SettingsScreen)
+            assert app.focused is form.query_one("#model")  # the keyboard works at once
+            assert "built-in model" in str(form.query_one("#settings-help").content)
+            missing = tmp_path / "nowhere.gguf"
+            form.query_one("#model-path").value = str(missing)
+            await pilot.pause()
+            assert form.query_one("#model").prompt == "using the path typed below"  # not "Select"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.screen is form and not remembered.exists()
+            assert f"settings.model: GGUF file not found: {missing}" in str(
+                form.query_one("#settings-error").content
+            )
+            form.query_one("#model-path").value = ""  # clearing the path gives the list back its pick
+            await pilot.pause()
+            assert form.query_one("#model").value == "smollm2-135m"
+            form.query_one("#model-path").value = str(missing)
+            await pilot.pause()
+            form.query_one("#model").value = "tiny"  # a pick replaces the typed path
+            await pilot.pause()
+            assert form.query_one("#model-path").value == ""
+            form.query_one("#f-k").value = "5"
+            form.query_one("#strategy").value = "sc"
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.screen is not form and remembered.is_file()
+            assert load_settings(remembered) == app.settings  # every field round-trips
+
+    run(go())
+    again = make_app(settings_file=remembered)  # the next launch
+    kept = again.settings
+    assert (kept.model, kept.search.k, kept.search.strategy) == ("tiny", 5, "sc")
+    remembered.write_text("{not json")
+    assert make_app(settings_file=remembered).settings == ChatSettings()  # damaged: defaults

@@ -10,8 +10,13 @@ from tui.app import CaspoApp
 
 
 @pytest.fixture
-def launched(monkeypatch: pytest.MonkeyPatch) -> list[CaspoApp]:
-    """Record the apps the CLI would run instead of taking over the terminal."""
+def launched(monkeypatch: pytest.MonkeyPatch, tmp_path) -> list[CaspoApp]:  # noqa: ANN001
+    """Record the apps the CLI would run instead of taking over the terminal.
+
+    A home of its own: the CLI loads the settings remembered in the data dir, and a shared
+    test home may hold some.
+    """
+    monkeypatch.setenv("CASPO_LITE_HOME", str(tmp_path / "home"))
     seen: list[CaspoApp] = []
     monkeypatch.setattr(CaspoApp, "run", lambda self, *a, **kw: seen.append(self))
     return seen
@@ -47,3 +52,13 @@ def test_chat_rejects_bad_options_in_one_line(
     result = CliRunner().invoke(app, ["chat", *args])
     assert result.exit_code == 2 and not launched
     assert result.output.strip() == message
+
+
+def test_the_cli_opens_with_the_settings_applied_last_time(launched: list[CaspoApp]) -> None:
+    from tui.settings import ChatSettings, save_settings, settings_path
+
+    save_settings(ChatSettings(model="tiny"), settings_path())
+    result = CliRunner().invoke(app, ["chat", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert (launched[0].settings.model, launched[0].settings.search.k) == ("tiny", 3)  # --k on top
+    assert launched[0].settings_file == settings_path()

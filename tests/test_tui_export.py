@@ -12,7 +12,7 @@ from pathlib import Path
 from _tui_train_helpers import FAKE_PREFIX, SIZE, app_on, run, until
 
 from tui.screens.chat import ChatScreen
-from tui.screens.export import FILE_LINE, ExportScreen, export_command
+from tui.screens.export import FILE_LINE, QUANT_CHOICES, ExportScreen, export_command
 from tui.widgets.log_tail import LogTail
 
 
@@ -54,8 +54,14 @@ def test_export_two_quants_then_chat_with_the_first(tmp_path: Path) -> None:
             assert isinstance(screen, ExportScreen)
             select = screen.query_one("#round")
             assert select.value == str(out / "round-2")  # the newest finished round
-            screen.query_one("#quants").select("f16")
+            assert app.focused is select  # the keyboard starts on the round list
+            quants = screen.query_one("#quants")
+            lines = [quants.render_line(i).text for i in range(3)]  # ticks that read without colour
+            assert lines[0].startswith("[x] q8_0") and lines[1].startswith("[ ] q4_k_m")
+            quants.select("f16")
             assert screen.quants == ["q8_0", "f16"]
+            await pilot.pause()
+            assert quants.render_line(QUANT_CHOICES.index("f16")).text.startswith("[x] f16")
             assert screen.query_one("#export-out").value == str(out / "round-2" / "export")
             assert screen.query_one("#chat").disabled
             await pilot.press("f7")

@@ -153,3 +153,30 @@ def test_history_round_trip_skips_damaged_lines_and_exports(tmp_path: Path) -> N
     assert "**winner**" in md and "pruned at 0.25 < 0.40" in md
     j, m = export_tree(tree, "t", tmp_path / "exp")
     assert json.loads(j.read_text())["answer"]["answer"] == "14" and m.read_text() == md
+
+
+def test_an_empty_step_without_an_answer_reads_as_final_not_as_being_written() -> None:
+    from caspo_lite.search.events import BranchFinished
+
+    tree = SearchTree("q")
+    tree.apply_all(
+        [
+            BranchStarted(0, None, 0, "root"),
+            TokenGenerated(0, 0, "\n", 0.89, -0.1),
+            StepDone(0, 0, "", 0.89, 0.89, (0.89,)),
+            BranchFinished(0, "", None, 0.89, 1, "eos", (0.89,)),
+        ]
+    )
+    (node_id,) = tree.nodes[ROOT].children
+    label = node_label(tree, tree.nodes[node_id]).plain
+    assert label == "● 0.89 (empty step)  → no answer @ 0.89"
+    assert "…" not in label and "▍" not in label
+
+
+def test_ending_a_search_closes_what_was_being_written() -> None:
+    tree = built(3, upto=15)  # branch 0 is one token into its second step
+    assert tree.n_live() == 3 and any(n.live for n in tree.nodes.values())
+    tree.end(cancelled=True)
+    assert tree.cancelled and tree.n_live() == 0 and not any(n.live for n in tree.nodes.values())
+    stopped = [n for n in tree.nodes.values() if n.id != ROOT and "■ stopped" in node_label(tree, n).plain]
+    assert {n.branch for n in stopped} == {0, 2}  # not the pruned one, nor the fork that wrote nothing

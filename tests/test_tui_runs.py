@@ -13,7 +13,7 @@ from _tui_train_helpers import SIZE, app_on, run, until
 
 from tui.runs import count_lines, eta, last_error, read_run, round_seconds, run_eta
 from tui.screens.export import ExportScreen
-from tui.screens.runs import RunsScreen
+from tui.screens.runs import RunsScreen, started_text
 from tui.screens.train import TrainScreen
 from tui.train_process import PID_FILE, live_pid, overrides, recipe_fields
 from tui.widgets.run_progress import run_text
@@ -87,7 +87,8 @@ def test_a_finished_run_reads_as_done_with_pairs_margins_and_dev_accuracy(tmp_pa
 def test_a_stopped_run_shows_where_it_stopped(tmp_path: Path) -> None:
     state = read_run(stopped_run(tmp_path))
     assert state.pid is None and state.status == "stopped"
-    assert state.error == "interrupted; rerun the same command to resume"
+    assert state.error is None  # a Stop is not an error: the train screen says how to resume
+    assert "stopped; press F9 to resume where it stopped" in run_text(state).plain
     stages = {s.name: s for s in state.rounds[0].stages}
     assert stages["sample"].status == "done"
     assert (stages["label"].status, stages["label"].done, stages["label"].total) == ("running", 2, 4)
@@ -145,6 +146,10 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
     done_dir = finished_run(runs)
     half = stopped_run(runs)
     os.utime(half, (time.time() - 1000, time.time() - 1000))  # older: listed second
+    demo = runs / "demo" / "round-0"  # the demo's starting policy, which chat lists too
+    demo.mkdir(parents=True)
+    (demo / "policy-f32.gguf").write_bytes(b"GGUF")
+    os.utime(runs / "demo", (time.time() - 2000, time.time() - 2000))  # oldest: listed last
 
     async def go() -> None:
         app = app_on(tmp_path, "runs")
@@ -152,6 +157,9 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
             screen = app.screen
             assert isinstance(screen, RunsScreen)
             rows = screen.table_rows()
+            started = [row.pop(2) for row in rows]  # the date column: local time, checked apart
+            assert started[0] == started_text(screen.runs[0]) and started[0][:2] == "20"
+            assert started[1:3] == ["", started_text(screen.runs[1])]
             assert rows[0] == [
                 "done-run",
                 "done",
@@ -164,6 +172,8 @@ def test_runs_screen_lists_rounds_and_opens_export_and_train(tmp_path: Path) -> 
             ]
             assert rows[1] == ["", "", "2", "6/6", "14 (2/12)", "+0.250", "0.500", "policy-f32.gguf"]
             assert rows[2] == ["half-run", "stopped", "1", "1/6 (label)", "—", "—", "—", "—"]
+            assert rows[3] == ["demo", "new", "0", "starting policy", "—", "—", "—", "policy-f32.gguf"]
+            assert started[3][:2] == "20"
             await pilot.press("down")
             await pilot.press("enter")  # export round 2 of done-run
             await until(pilot, lambda: isinstance(app.screen, ExportScreen))
@@ -201,3 +211,33 @@ def test_dpo_log_file_wins_and_dedupes_resumed_steps(tmp_path) -> None:
     assert [r["step"] for r in log] == [1.0, 2.0, 3.0]
     assert log[-1]["rewards/margins"] == 0.3
     assert (step, max_steps) == (3, 3)
+
+
+def test_the_run_eta_counts_down_while_a_round_runs(tmp_path: Path) -> None:
+    run_dir = finished_run(tmp_path)  # two rounds of 6 s each
+    rd = make_round(run_dir, 3, ("sample",))
+    now = time.time()
+    os.utime(rd / "config.toml", (now - 2, now - 2))  # round 3 (re)started 2 s ago
+    state = read_run(run_dir)
+    assert run_eta(state.rounds, 5, now=now) == 3 * 6.0 - 2  # rounds 3, 4, 5 left, 2 s of 3 spent
+    os.utime(rd / "config.toml", (now - 7, now - 7))  # longer than a round takes: unknown
+    assert run_eta(read_run(run_dir).rounds, 5, now=now) is None
+
+
+def test_round_0_of_the_demo_is_listed_and_exports(tmp_path: Path) -> None:
+    base = tmp_path / "runs" / "demo" / "round-0"
+    base.mkdir(parents=True)
+    (base / "policy-f32.gguf").write_bytes(b"GGUF")
+
+    async def go() -> None:
+        app = app_on(tmp_path, "runs")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            (row,) = screen.table_rows()
+            assert row[0] == "demo" and row[3:5] == ["0", "starting policy"] and row[-1] == "policy-f32.gguf"
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, ExportScreen))
+            await until(pilot, lambda: app.screen.query_one("#round").value == str(base), timeout_s=5)
+
+    run(go())

@@ -16,11 +16,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from _tui_train_helpers import SIZE, app_on, run, until
+from _tui_train_helpers import FAKE_PREFIX, SIZE, app_on, run, until
 
-from tui.runs import read_run
+from tui.runs import ProgressRates, read_run
 from tui.screens.train import TrainScreen, field_id
-from tui.train_process import LOG_FILE, PID_FILE, live_pid, read_pidfile
+from tui.train_process import (
+    LOG_FILE,
+    PID_FILE,
+    live_pid,
+    read_pidfile,
+    start_train,
+    stop_train,
+    train_command,
+)
+from tui.widgets.log_tail import LogTail
 from tui.widgets.metric_spark import MetricSpark
 from tui.widgets.run_progress import RunProgress
 
@@ -55,10 +64,12 @@ def test_start_shows_the_plan_then_runs_every_stage_to_done(tmp_path: Path) -> N
             text = progress_text(screen)
             assert "fake  done  rounds 2/2" in text
             assert "round 2  ✓ sample 4/4  ✓ label 4/4  ✓ pairs  ✓ dpo 4/4  ✓ export  ✓ dev 2/2" in text
-            assert "pairs 5 (A 1, B 4) · reward margin +0.800 · dev accuracy 0.500" in text
+            assert "pairs 5 (A 1, B 4) · final margin +0.800 · dev accuracy 0.500" in text
             assert screen.query_one("#spark-round-margin", MetricSpark).values == [0.4, 0.8]
             assert screen.query_one("#spark-dev", MetricSpark).values == [0.25, 0.5]
             assert "--set rounds.n=2" in (out / LOG_FILE).read_text()
+            # the fake trainer warns as TRL does; the UI's trainer process filters it
+            assert "is_gradient_checkpointing" not in (out / LOG_FILE).read_text()
             assert screen.query_one("#stop").disabled and not screen.query_one("#start").disabled
 
     run(go())
@@ -137,6 +148,9 @@ def test_closing_the_ui_keeps_the_run_and_reopening_attaches_stops_and_resumes(t
             await until(pilot, lambda: screen.state == "stopped", what="the stop")
             assert "‖ dpo" in progress_text(screen)
             assert "interrupted; rerun the same command" in (out / LOG_FILE).read_text()
+            assert "stopped; press F9 to resume" in progress_text(screen)  # the UI's words
+            shown = screen.query_one("#log", LogTail).lines
+            assert shown[-1] == "stopped; press F9 to resume" and not any("rerun" in ln for ln in shown)
             await pilot.press("f9")  # resume: the recorded command again
             await until(pilot, lambda: screen.state == "running", what="the resume")
             assert live_pid(out) not in (None, pid)
@@ -149,6 +163,144 @@ def test_closing_the_ui_keeps_the_run_and_reopening_attaches_stops_and_resumes(t
 
     asyncio_run(second())
     assert read_run(out).status == "done" and read_run(out).rounds_done == 2
+
+
+def start_held_run(tmp_path: Path, name: str, *sets: str) -> Path:
+    """A fake run started outside the app, waiting before DPO (``.hold``) until the test lets go."""
+    out = tmp_path / "runs" / name
+    out.mkdir(parents=True)
+    (out / ".hold").touch()
+    recipe = tmp_path / "recipes" / "fake.toml"
+    start_train(train_command(recipe, out, list(sets), FAKE_PREFIX), out)
+    return out
+
+
+def stop_and_wait(out: Path) -> None:
+    stop_train(out)
+    for _ in range(200):
+        if live_pid(out) is None:
+            return
+        import time
+
+        time.sleep(0.05)
+
+
+def test_focus_on_open_and_a_folder_change_clears_the_old_runs_panels(tmp_path: Path) -> None:
+    async def go() -> None:
+        app = app_on(tmp_path, "train")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            assert app.focused is screen.query_one("#recipe")  # Enter opens the recipe list
+            await pilot.press("f7")
+            await until(pilot, lambda: screen.state == "done", what="the run to finish")
+            assert screen.query_one("#spark-loss", MetricSpark).values
+            assert screen.query_one("#log", LogTail).lines and screen.plan is not None
+            screen.query_one("#out").value = str(tmp_path / "runs" / "no-such-run")
+            await pilot.pause(0.3)  # a few polls
+            assert progress_text(screen) == "" and screen.run_state is None
+            for spark in screen.query(MetricSpark):
+                assert spark.values == [], spark.label
+            assert screen.query_one("#log", LogTail).lines == []
+            assert screen.plan is None and "Pick a recipe" in str(screen.query_one("#plan-view").render())
+            assert screen.state == "idle"
+
+    run(go())
+
+
+def test_typing_a_live_runs_folder_fills_the_form_from_that_run(tmp_path: Path) -> None:
+    app = app_on(tmp_path, "train")  # writes the recipe the run below is started from
+    out = start_held_run(tmp_path, "other", "rounds.n=3", "task.n_train=6")
+    try:
+
+        async def go() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+                screen = screen_of(app)
+                await until(pilot, lambda: screen.recipe_path is not None)
+                assert screen.query_one(f"#{field_id('rounds.n')}").value == "1"  # the recipe's
+                await until(pilot, lambda: (out / "config.toml").exists(), what="the run's config")
+                out_field = screen.query_one("#out")
+                out_field.focus()
+                out_field.value = ""
+                await pilot.press(*f"{out}2", "tab")  # typed key by key, through the prefix `out`
+                await pilot.pause(0.3)
+                field = screen.query_one(f"#{field_id('rounds.n')}")
+                assert field.value == "1" and screen.state == "idle"  # no run there: the form stays
+                out_field.focus()
+                await pilot.press("end", "backspace")
+                await until(pilot, lambda: screen.state == "running", what="the panels attaching")
+                await pilot.press("tab")  # leaving the field fills the form from the run
+                await pilot.pause()
+                assert field.value == "3" and screen.query_one(f"#{field_id('task.n_train')}").value == "6"
+                assert sorted(screen.sets()) == ["rounds.n=3", "task.n_train=6"]
+                assert "rounds 0/3" in progress_text(screen)
+                field.focus()  # right away, the user edits a field: no later poll blanks it
+                await pilot.press("end", "backspace", "4")
+                await pilot.pause(0.5)
+                assert field.value == "4"
+
+        run(go())
+    finally:
+        stop_and_wait(out)
+
+
+def test_right_after_start_the_totals_are_the_plans(tmp_path: Path) -> None:
+    """Before the trainer writes its config.toml, the header counts rounds from the dry-run plan."""
+
+    async def go() -> None:
+        app = app_on(tmp_path, "train")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = screen_of(app)
+            out = tmp_path / "runs" / "starting"
+            out.mkdir(parents=True)
+            sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+            try:
+                (out / PID_FILE).write_text(json.dumps({"pid": sleeper.pid, "cmd": ["x"]}))
+                screen.query_one("#out").value = str(out)
+                await pilot.pause()
+                screen.plan, screen.plan_out = {"rounds": 3}, out
+                screen.poll()
+                assert "starting  running  rounds 0/3" in progress_text(screen)
+            finally:
+                sleeper.kill()
+                sleeper.wait()
+
+    run(go())
+
+
+def test_a_stage_eta_needs_progress_seen_since_the_resume() -> None:
+    from tui.runs import RoundState, RunState, StageState
+
+    def at(done: int) -> RunState:
+        stage = StageState("sample", "running", done, 80, eta_s=0.0)
+        rd = RoundState(1, Path("r/round-1"), (stage,), None, {}, None)
+        return RunState(Path("r"), {}, (rd,), (), 1, 123, "running")
+
+    rates = ProgressRates()
+    assert rates.apply(at(60), now=100.0).rounds[0].stages[0].eta_s is None  # 60 done before we looked
+    assert rates.apply(at(60), now=110.0).rounds[0].stages[0].eta_s is None  # no progress seen yet
+    assert rates.apply(at(70), now=120.0).rounds[0].stages[0].eta_s == 20.0  # 10 in 20 s, 10 to go
+
+
+def test_one_point_is_not_drawn_as_a_full_width_curve() -> None:
+    from textual.app import App
+    from textual.widgets import Sparkline
+
+    class One(App[None]):
+        def compose(self):  # noqa: ANN202
+            yield MetricSpark("dev accuracy per round", id="spark")
+
+    async def go() -> None:
+        app = One()
+        async with app.run_test(size=SIZE) as pilot:
+            spark = app.query_one("#spark", MetricSpark)
+            spark.show([0.5])
+            await pilot.pause()
+            assert spark.query_one(Sparkline).size.width == 1
+            spark.show([0.5, 0.7])
+            await pilot.pause()
+            assert spark.query_one(Sparkline).size.width > 20
+
+    run(go())
 
 
 def asyncio_run(coro):  # noqa: ANN001, ANN201

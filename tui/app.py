@@ -9,10 +9,12 @@ the real app with a scripted source and a frozen clock.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
 from tui.inference import Clock, LibrarySource, SearchSource
 from tui.screens.chat import ChatScreen
@@ -21,6 +23,15 @@ from tui.screens.home import HomeScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 from tui.settings import ChatSettings
+
+# Every screen, as the command palette (Ctrl+P) offers it: (mode, title, help).
+NAVIGATION: tuple[tuple[str, str, str], ...] = (
+    ("home", "Go to Home", "The start screen: chat, train, export, runs"),
+    ("chat", "Go to Chat", "Ask a question and watch the reasoning tree grow"),
+    ("train", "Go to Train", "Start, stop and resume a CASPO training run"),
+    ("export", "Go to Export", "Export a finished round to GGUF, then chat with it"),
+    ("runs", "Go to Runs", "Past runs, their rounds, dev accuracy and pair counts"),
+)
 
 
 class CaspoApp(App[None]):
@@ -50,6 +61,7 @@ class CaspoApp(App[None]):
         recipes_root: Path | None = None,
         train_prefix: tuple[str, ...] | None = None,
         poll_s: float = 1.0,
+        settings_file: Path | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings or ChatSettings()
@@ -69,11 +81,30 @@ class CaspoApp(App[None]):
         self.recipes_root = recipes_root or default_recipes_root()
         self.train_prefix = train_prefix or DEFAULT_COMMAND
         self.poll_s = poll_s
+        self.settings_file = settings_file  # where Apply remembers the chat settings (None: nowhere)
         self.export_source: Path | None = None  # a round another screen asked the export screen to show
         self.train_out: Path | None = None  # a run folder another screen asked the train screen to show
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette's own commands, then one per screen: every screen is one command away."""
+        yield from super().get_system_commands(screen)
+        for mode, title, help_text in NAVIGATION:
+            if mode != self.current_mode:
+                yield SystemCommand(title, help_text, lambda mode=mode: self.switch_mode(mode))
+
+    def remember_settings(self, settings: ChatSettings) -> None:
+        """Use ``settings`` from the next question on, and keep them for the next launch."""
+        from tui.settings import save_settings
+
+        self.settings = settings
+        if self.settings_file is not None:
+            try:
+                save_settings(settings, self.settings_file)
+            except OSError as exc:
+                self.notify(f"could not remember the settings: {exc}", severity="warning")
 
     @property
     def chat(self) -> ChatScreen:
@@ -97,11 +128,17 @@ def make_app(
 ) -> CaspoApp:
     """Build the app; ``model``/``strategy``/``k`` override ``settings`` (validated).
 
+    Without ``settings``, a ``settings_file`` keyword (the CLI passes `settings_path()`) supplies
+    the ones the user applied last time; Apply in the settings screen writes it again.
+
     Raises:
         ConfigError: an unknown strategy or a bad K (the CLI shows it as one line).
     """
-    from tui.settings import apply_form
+    from tui.settings import apply_form, load_settings
 
+    remembered = kwargs.get("settings_file")
+    if settings is None and isinstance(remembered, Path):
+        settings = load_settings(remembered)  # what the user applied last time (defaults if none)
     settings = settings or ChatSettings()
     form: dict[str, str] = {}
     if model:

@@ -75,7 +75,7 @@ class Turn:
     def tree(self) -> SearchTree:
         tree = SearchTree(self.question)
         tree.apply_all(self.events)
-        tree.cancelled = self.cancelled
+        tree.end(cancelled=self.cancelled)  # a saved search is over, however it ended
         return tree
 
     def to_dict(self) -> dict[str, Any]:

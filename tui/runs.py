@@ -15,7 +15,7 @@ import json
 import os
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,8 @@ class RunState:
     status: str  # new / running / stopped / failed / done
     error: str | None = None
     eta_s: float | None = None
+    started: float | None = None  # when the run was started (epoch seconds), if known
+    base: Path | None = None  # round-0/: the starting policy, when the run had to write it
 
     @property
     def name(self) -> str:
@@ -232,6 +234,41 @@ def read_round(root: Path, config: dict[str, Any], now: float | None = None) -> 
     )
 
 
+class ProgressRates:
+    """Stage ETAs from the progress this UI has *seen*, not from the stage's whole history.
+
+    Why: after a resume a stage's count already includes the work done before the stop, so
+    "count / time since the (re)start" is far too fast ("60/80, ETA 0s"). The first time a
+    running stage is seen sets its baseline; its ETA is None until it has moved past that.
+    A run that is not running forgets its baselines, so the next resume starts afresh.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[Path, str], tuple[float, int]] = {}  # (round, stage) -> (time, count)
+
+    def stage_eta(self, round_root: Path, stage: StageState, now: float) -> float | None:
+        if stage.status != "running" or stage.done is None or not stage.total:
+            return None
+        key = (round_root, stage.name)
+        t0, d0 = self._seen.get(key, (now, stage.done))
+        if stage.done < d0:  # the file was cut back (a partial line dropped on resume)
+            t0, d0 = now, stage.done
+        self._seen[key] = (t0, d0)
+        return eta(stage.done - d0, stage.total - d0, now - t0)
+
+    def apply(self, run: RunState, now: float | None = None) -> RunState:
+        """``run`` with every running stage's ETA measured since this UI first saw it."""
+        now = time.time() if now is None else now
+        if run.status != "running":
+            for key in [k for k in self._seen if k[0].parent == run.root]:
+                del self._seen[key]
+        rounds = tuple(
+            replace(rd, stages=tuple(replace(st, eta_s=self.stage_eta(rd.root, st, now)) for st in rd.stages))
+            for rd in run.rounds
+        )
+        return replace(run, rounds=rounds)
+
+
 def _round_dirs(root: Path) -> list[Path]:
     found = []
     for p in root.glob("round-*"):
@@ -261,7 +298,35 @@ def read_run(root: Path, now: float | None = None) -> RunState:
     else:
         error = last_error(root / LOG_FILE)
         status = "failed" if error and "interrupted" not in error else "stopped"
-    return RunState(root, config, rounds, metrics, n_rounds, pid, status, error, run_eta(rounds, n_rounds))
+    if status == "stopped" and error and "interrupted" in error:
+        error = None  # a Stop, not a failure: the screens say how to resume in their own words
+    base = root / "round-0"
+    return RunState(
+        root,
+        config,
+        rounds,
+        metrics,
+        n_rounds,
+        pid,
+        status,
+        error,
+        run_eta(rounds, n_rounds, now),
+        started=started_at(root),
+        base=base if base.is_dir() else None,
+    )
+
+
+def started_at(root: Path) -> float | None:
+    """When a run began: the UI's pid file says so; else its config.toml (written at start)."""
+    info = read_json(root / PID_FILE) or {}
+    if isinstance(info.get("started"), int | float):
+        return float(info["started"])
+    for path in (root / "config.toml", root):
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            continue
+    return None
 
 
 def _early_stopped(root: Path) -> bool:
@@ -282,36 +347,50 @@ def round_seconds(rd: RoundState) -> float | None:
     return span + float(first.get("time_s") or 0.0)
 
 
-def run_eta(rounds: tuple[RoundState, ...], n_rounds: int) -> float | None:
-    """Rounds left times the mean duration of the finished ones (None before one finishes)."""
+def run_eta(rounds: tuple[RoundState, ...], n_rounds: int, now: float | None = None) -> float | None:
+    """Rounds left times the mean duration of the finished ones, less the time the round under
+    way has run since it was (re)started; None before a round finishes, or once the current
+    round has run longer than the mean (then nobody knows)."""
     took = [t for t in (round_seconds(r) for r in rounds if r.finished) if t is not None]
     if not took:
         return None
-    left = n_rounds - len(took)
-    return max(0.0, sum(took) / len(took) * left)
+    mean, left = sum(took) / len(took), n_rounds - len(took)
+    current = next((r for r in rounds if not r.finished), None)
+    if current is None or left <= 0:
+        return max(0.0, mean * left)
+    now = time.time() if now is None else now
+    try:  # the round's config.toml is rewritten whenever a process starts or resumes the round
+        spent = max(0.0, now - (current.root / "config.toml").stat().st_mtime)
+    except OSError:
+        spent = 0.0
+    if spent >= mean:
+        return None
+    return mean * left - spent
 
 
 def list_runs(runs_root: Path) -> list[RunState]:
-    """Every run folder (one with a config.toml or a pid file) under ``runs_root``, newest first."""
+    """Every run folder (a config.toml, a pid file or a round-0/) under ``runs_root``, newest first."""
     runs_root = Path(runs_root)
     if not runs_root.is_dir():
         return []
     found = [
         p
         for p in runs_root.iterdir()
-        if p.is_dir() and ((p / "config.toml").exists() or (p / PID_FILE).exists())
+        if p.is_dir() and any((p / name).exists() for name in ("config.toml", PID_FILE, "round-0"))
     ]
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return [read_run(p) for p in found]
 
 
 def finished_rounds(runs_root: Path) -> list[Path]:
-    """Round folders with a policy (merged weights or a policy GGUF): what can be exported."""
+    """Round folders with a policy (merged weights or a policy GGUF), round 0 included: what can
+    be exported."""
     from caspo_lite.train.layout import is_round_dir
 
     out = []
     for run in list_runs(runs_root):
-        out += [r.root for r in run.rounds if is_round_dir(r.root)]
+        rounds = ([run.base] if run.base is not None else []) + [r.root for r in run.rounds]
+        out += [p for p in rounds if is_round_dir(p)]
     return out
 
 

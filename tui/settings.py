@@ -9,12 +9,17 @@ texts serve the TUI, the CLI and the recipes.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection, build_section
 from caspo_lite.errors import ConfigError
+
+log = logging.getLogger(__name__)
+SETTINGS_FILE = "tui-settings.json"
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("greedy", "sc", "bon", "deepconf", "cat")
 BUILTIN_MODELS: tuple[str, ...] = ("smollm2-135m", "tiny")
@@ -90,6 +95,21 @@ def model_choices(runs: Path | None = None) -> list[str]:
     return names
 
 
+def check_model(ref: str) -> None:
+    """Raise a one-line CaspoError when ``ref`` names no model (nothing is loaded or downloaded).
+
+    Built-in names and hub ids pass; a .gguf must exist and have a sound header; a folder must
+    be an HF model or a training round.
+    """
+    from caspo_lite.errors import CaspoError
+    from caspo_lite.models import resolve_model
+
+    try:
+        resolve_model(ref)
+    except CaspoError as exc:
+        raise ConfigError(f"settings.model: {exc}") from None
+
+
 def _parse_number(raw: str, want: type, where: str) -> Any:
     text = raw.strip()
     try:
@@ -137,3 +157,46 @@ def apply_form(current: ChatSettings, form: dict[str, str]) -> ChatSettings:
             )
         new.confidence = dataclasses.replace(new.confidence, signal=form["signal"])
     return new
+
+
+def settings_path() -> Path:
+    """Where the chat settings of this user are remembered between launches."""
+    from caspo_lite.paths import data_dir
+
+    return data_dir() / SETTINGS_FILE
+
+
+def save_settings(settings: ChatSettings, path: Path) -> None:
+    """Write ``settings`` as JSON, atomically (a crash never leaves half a file)."""
+    from caspo_lite.paths import atomic_write_text
+
+    atomic_write_text(path, json.dumps(settings.to_dict(), indent=1))
+
+
+def load_settings(path: Path) -> ChatSettings:
+    """The remembered settings, or the defaults when the file is absent, damaged or outdated.
+
+    Every section goes through the library's own validation, so a file written by an older
+    version (a renamed field, a value no longer allowed) falls back instead of failing later.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ChatSettings()
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        log.warning("%s: unreadable (%s); using the default settings", path, exc)
+        return ChatSettings()
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: not a JSON object")
+        defaults = ChatSettings()
+        return ChatSettings(
+            model=str(data.get("model", defaults.model)),
+            task=str(data.get("task", defaults.task)),
+            search=build_section(SearchSection, data.get("search", {}), "settings.search"),
+            confidence=build_section(ConfidenceSection, data.get("confidence", {}), "settings.confidence"),
+            steps=build_section(StepsSection, data.get("steps", {}), "settings.steps"),
+        )
+    except (ConfigError, TypeError, ValueError) as exc:
+        log.warning("%s: %s; using the default settings", path, exc)
+        return ChatSettings()

@@ -89,8 +89,14 @@ def train_command(
     return cmd + (["--dry-run"] if dry_run else [])
 
 
+# Library deprecation notices the user can do nothing about, kept out of train.log. TRL reads
+# `model.is_gradient_checkpointing`, which transformers 5 deprecated with a FutureWarning.
+QUIET_WARNINGS: tuple[str, ...] = ("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",)
+
+
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100", "TERM": "dumb"}
+    warn = ",".join(filter(None, (os.environ.get("PYTHONWARNINGS", ""), *QUIET_WARNINGS)))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100", "TERM": "dumb", "PYTHONWARNINGS": warn}
 
 
 def dry_run(

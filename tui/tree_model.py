@@ -60,7 +60,7 @@ class _Branch:
     nodes: list[int] = field(default_factory=list)  # its own steps, in order
     live: int | None = None  # node of the step being written
     n_tokens: int = 0
-    state: str = "live"  # live / pruned / finished
+    state: str = "live"  # live / pruned / finished / stopped (cancelled, or the answer came first)
 
 
 class SearchTree:
@@ -235,10 +235,26 @@ class SearchTree:
         self.answer = ev
         for b in self.branches.values():
             self._close_live(b)
+            if b.state == "live":  # the search is over: nothing is still being written
+                b.state = "stopped"
         if ev.branch is not None and ev.branch in self.branches:
             for node_id in self.path_to(self.branch_tip(ev.branch)):
                 self.nodes[node_id].winner = True
                 self.changed.add(node_id)
+
+    def end(self, cancelled: bool = False) -> None:
+        """The search is over (cancelled, failed or done): no step is still being written.
+
+        A step cut off mid-way keeps what it wrote; a branch that was still live is "stopped".
+        """
+        self.cancelled = cancelled
+        for b in self.branches.values():
+            if b.live is not None:
+                self.changed.add(b.live)
+            self._close_live(b)
+            if b.state == "live":
+                b.state = "stopped"
+                self.changed.add(b.nodes[-1] if b.nodes else b.attach)
 
     def winning_text(self) -> str | None:
         """The whole solution text of the winning path (None without a single winner)."""

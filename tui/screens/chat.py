@@ -44,8 +44,11 @@ def model_label(ref: str) -> str:
 
 
 class ChatScreen(Screen[None]):
+    # Esc cancels a running search and otherwise goes home: `check_action` shows the one that
+    # applies in the footer (the other stays hidden) and the key falls through to it.
     BINDINGS = [
         Binding("escape", "cancel", "Cancel search"),
+        Binding("escape", "home", "Home"),
         Binding("f2", "settings", "Settings"),
         Binding("f3", "history", "History"),
         Binding("f4", "export", "Export tree"),
@@ -106,6 +109,18 @@ class ChatScreen(Screen[None]):
     def busy(self) -> bool:
         return self.state in ("loading", "searching", "cancelling")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.state in ("loading", "searching")
+        if action == "home":
+            return not self.busy
+        return True
+
+    def _set_state(self, state: str) -> None:
+        """Change the search state and redraw the footer (Esc's meaning follows it)."""
+        self.state = state
+        self.refresh_bindings()
+
     # -- status ----------------------------------------------------------------------------------
 
     def _status(self) -> SearchStatus:
@@ -118,10 +133,20 @@ class ChatScreen(Screen[None]):
             live=self.tree_model.n_live(),
             tokens=self.tree_model.n_tokens,
             budget=settings.token_budget(),
-            saved_vs_sc=self.tree_model.tokens_saved_vs_sc(settings.search.k),
+            saved_vs_sc=self._saved_vs_sc(settings),
             k=settings.search.k,
             elapsed_s=max(0.0, end - self._t0) if self.state != "idle" else 0.0,
         )
+
+    def _saved_vs_sc(self, settings: ChatSettings) -> int | None:
+        """Tokens saved against self-consistency at the same K, once the search is done.
+
+        None while it runs (the estimate moves as paths finish, so a running figure jumps), and
+        for sc itself (it would compare the search with itself).
+        """
+        if self.state != "done" or settings.search.strategy == "sc":
+            return None
+        return self.tree_model.tokens_saved_vs_sc(settings.search.k)
 
     def refresh_status(self) -> None:
         self.status_bar.show(self._status())
@@ -150,7 +175,7 @@ class ChatScreen(Screen[None]):
         self.run_settings = settings
         self.events = []
         self.tree_model = SearchTree(question)
-        self.state = "loading"
+        self._set_state("loading")
         self._t0, self._t1 = self.caspo.clock(), None
         if self.conversation_id is None:
             self.conversation_id = Turn(question, {}, []).conversation
@@ -198,7 +223,7 @@ class ChatScreen(Screen[None]):
     def on_search_started(self, message: SearchStarted) -> None:
         if message.run_id != self.run_id or self.state != "loading":
             return
-        self.state = "searching"
+        self._set_state("searching")
         self._t0 = self.caspo.clock()
         self.refresh_status()
 
@@ -236,16 +261,20 @@ class ChatScreen(Screen[None]):
         if message.run_id != self.run_id:
             return
         self._t1 = self.caspo.clock()
+        self.tree_model.end(cancelled=message.cancelled and not message.error)
+        self.tree_widget.sync()  # what was being written stops looking "live"
+        view = self.token_view
+        if view.node_id is not None:
+            view.show_node(self.tree_model, view.node_id, self.tree_widget.signal)
         if message.error:
-            self.state = "error"
+            self._set_state("error")
             self.conversation.add_note(f"Search failed: {message.error}", "error")
             self.notify(message.error, title="Search failed", severity="error")
         elif message.cancelled:
-            self.state = "cancelled"
-            self.tree_model.cancelled = True
+            self._set_state("cancelled")
             self.conversation.add_note("Search cancelled.", "cancelled")
         else:
-            self.state = "done"
+            self._set_state("done")
             if self.tree_model.answer is None:
                 self.conversation.add_note("The search ended without an answer.", "warning")
         self.refresh_status()
@@ -273,16 +302,19 @@ class ChatScreen(Screen[None]):
     def action_cancel(self) -> None:
         if self.state not in ("loading", "searching"):
             return
-        self.state = "cancelling"
+        self._set_state("cancelling")
         self.workers.cancel_group(self, "search")
         self.refresh_status()
+
+    def action_home(self) -> None:
+        self.app.switch_mode("home")
 
     def action_settings(self) -> None:
         from tui.screens.settings import SettingsScreen
 
         def applied(new: ChatSettings | None) -> None:
             if new is not None:
-                self.caspo.settings = new
+                self.caspo.remember_settings(new)
                 self.notify("Settings apply to the next question.")
                 if not self.busy:
                     self.run_settings = None
@@ -319,7 +351,7 @@ class ChatScreen(Screen[None]):
         self.conversation.clear_all()
         self.tree_model = SearchTree()
         self.events = []
-        self.state = "idle"
+        self._set_state("idle")
         self.tree_widget.show(self.tree_model)
         self.token_view.show_node(self.tree_model, None)
         self.refresh_status()
@@ -349,7 +381,7 @@ class ChatScreen(Screen[None]):
         self.events = list(last.events)
         signal = last.settings.get("confidence", {}).get("signal", "entropy")
         self.tree_widget.show(self.tree_model, signal)
-        self.state = "idle"
+        self._set_state("idle")
         self.refresh_status()
 
     # -- selection -------------------------------------------------------------------------------

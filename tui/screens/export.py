@@ -20,10 +20,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, ProgressBar, Select, SelectionList, Static
+from textual.widgets import Button, Footer, Input, ProgressBar, Select, Static
 
 from tui.runs import finished_rounds
 from tui.widgets.log_tail import LogTail
+from tui.widgets.tick_list import TickList
 
 if TYPE_CHECKING:
     from tui.app import CaspoApp
@@ -66,7 +67,7 @@ class ExportScreen(Screen[None]):
             yield Static(Text("Export a round to GGUF", style="bold"))
             yield Select([], id="round", prompt="pick a finished round")
             yield Static(Text("Quant types", style="bold"))
-            yield SelectionList[str](*((q, q, q == "q8_0") for q in QUANT_CHOICES), id="quants")
+            yield TickList(*((q, q, q == "q8_0") for q in QUANT_CHOICES), id="quants")
             yield Static(Text("Output folder", style="bold"))
             yield Input(id="export-out")
             with Horizontal(id="export-buttons"):
@@ -79,6 +80,7 @@ class ExportScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.refresh_rounds()
+        self.query_one("#round", Select).focus()
 
     def on_screen_resume(self) -> None:
         self.refresh_rounds()
@@ -107,7 +109,7 @@ class ExportScreen(Screen[None]):
 
     @property
     def quants(self) -> list[str]:
-        return list(self.query_one("#quants", SelectionList).selected)
+        return list(self.query_one("#quants", TickList).selected)
 
     @on(Button.Pressed, "#export")
     def action_export(self) -> None:

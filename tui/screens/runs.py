@@ -7,6 +7,7 @@ Enter (or F7) exports the highlighted round, F6 opens its run in the train scree
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,17 +24,56 @@ from tui.widgets.run_progress import STATUS_STYLE
 if TYPE_CHECKING:
     from tui.app import CaspoApp
 
-COLUMNS = ("run", "status", "round", "stages", "pairs (A/B)", "reward margin", "dev accuracy", "GGUF")
+COLUMNS = (
+    "run",
+    "status",
+    "started",
+    "round",
+    "stages",
+    "pairs (A/B)",
+    "final margin",
+    "dev accuracy",
+    "GGUF",
+)
+
+
+def started_text(run: RunState) -> str:
+    """The local date and time a run (last) started, to the minute."""
+    if run.started is None:
+        return "—"
+    return dt.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M")
+
+
+def base_cells(run: RunState, first: bool) -> tuple[Text, ...]:
+    """Round 0: the starting policy a run (or the demo) wrote before its first round."""
+    assert run.base is not None
+    name = Text(run.name if first else "", style="bold")
+    status = Text(run.status if first else "", style=STATUS_STYLE.get(run.status, ""))
+    when = Text(started_text(run) if first else "", style="dim")
+    ggufs = sorted(run.base.glob("*.gguf"))
+    return (
+        name,
+        status,
+        when,
+        Text("0"),
+        Text("starting policy", style="dim"),
+        Text("—"),
+        Text("—"),
+        Text("—"),
+        Text(", ".join(p.name for p in ggufs) or "—"),
+    )
 
 
 def round_cells(run: RunState, rd: RoundState | None, first: bool) -> tuple[Text, ...]:
     """One table row (Text cells: run names and paths are data, not markup)."""
     name = Text(run.name if first else "", style="bold")
     status = Text(run.status if first else "", style=STATUS_STYLE.get(run.status, ""))
+    when = Text(started_text(run) if first else "", style="dim")
     if rd is None:
         return (
             name,
             status,
+            when,
             Text("—"),
             Text("no round yet", style="dim"),
             Text(""),
@@ -51,7 +91,7 @@ def round_cells(run: RunState, rd: RoundState | None, first: bool) -> tuple[Text
     margin = Text("—" if rd.reward_margin is None else f"{rd.reward_margin:+.3f}")
     dev = Text("—" if rd.dev_accuracy is None else f"{rd.dev_accuracy:.3f}")
     ggufs = Text(", ".join(p.name for p in rd.ggufs) or "—")
-    return (name, status, Text(str(rd.index)), stages, pairs, margin, dev, ggufs)
+    return (name, status, when, Text(str(rd.index)), stages, pairs, margin, dev, ggufs)
 
 
 class RunsScreen(Screen[None]):
@@ -92,11 +132,18 @@ class RunsScreen(Screen[None]):
         self.rows = {}
         self.runs = list_runs(self.caspo.runs_root)
         for run in self.runs:
-            rounds: list[RoundState | None] = list(run.rounds) or [None]
-            for i, rd in enumerate(rounds):
-                key = f"{run.root}::{rd.index if rd else 0}"
+            first = True
+            if run.base is not None:  # round 0 (the demo's, or a run's materialised start)
+                key = f"{run.root}::0"
+                self.rows[key] = (run.root, run.base)
+                table.add_row(*base_cells(run, first), key=key)
+                first = False
+            rounds: list[RoundState | None] = list(run.rounds) or ([None] if first else [])
+            for rd in rounds:
+                key = f"{run.root}::{rd.index if rd else 'none'}"
                 self.rows[key] = (run.root, rd.root if rd else None)
-                table.add_row(*round_cells(run, rd, i == 0), key=key)
+                table.add_row(*round_cells(run, rd, first), key=key)
+                first = False
         if not self.runs:
             self.query_one("#runs-title", Static).update(
                 Text(f"No runs in {self.caspo.runs_root} yet (start one on the train screen).", style="dim")
@@ -123,8 +170,14 @@ class RunsScreen(Screen[None]):
             self.notify("Pick a round to export.")
             return
         run = next(r for r in self.runs if r.root == hit[0])
-        rd = next(r for r in run.rounds if r.root == hit[1])
-        if not rd.finished:
+        rd = next((r for r in run.rounds if r.root == hit[1]), None)
+        if rd is None:  # round 0: the starting policy, exportable when it has weights
+            from caspo_lite.train.layout import is_round_dir
+
+            if not is_round_dir(hit[1]):
+                self.notify("round 0 has no weights to export.", severity="warning")
+                return
+        elif not rd.finished:
             self.notify(f"round {rd.index} is not finished yet.", severity="warning")
             return
         self.caspo.export_source = hit[1]

@@ -9,7 +9,7 @@ saying which field and why.
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
@@ -17,8 +17,30 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from caspo_lite.config import SearchSection, help_for
-from caspo_lite.errors import ConfigError
-from tui.settings import SEARCH_FIELDS, ChatSettings, apply_form, model_choices, signal_names, strategy_names
+from caspo_lite.errors import CaspoError
+from tui.settings import (
+    SEARCH_FIELDS,
+    ChatSettings,
+    apply_form,
+    check_model,
+    model_choices,
+    signal_names,
+    strategy_names,
+)
+
+PICK_PROMPT = "pick a model (or type a path below)"
+TYPED_PROMPT = "using the path typed below"
+# labels that say what a sentinel value means, so "-1.0" and "1.01" read as settings, not noise
+FIELD_LABELS = {
+    "prune_threshold": "prune threshold (<0 auto)",
+    "accept_threshold": "accept threshold (>1 off)",
+}
+OTHER_HELP = {
+    "model": "A built-in model, or a .gguf found under the runs folder.",
+    "model-path": "Any .gguf file, model folder or hub id; checked when you apply.",
+    "strategy": help_for(SearchSection).get("strategy", ""),
+    "signal": "How a token's confidence is measured (entropy, margin, …).",
+}
 
 
 class SettingsScreen(ModalScreen[ChatSettings | None]):
@@ -30,6 +52,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     def __init__(self, settings: ChatSettings) -> None:
         super().__init__()
         self.settings = settings
+        self._picked: object = None  # the listed model a typed path replaced
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -45,6 +68,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
                     value=s.model if s.model in models else Select.NULL,
                     allow_blank=True,
                     compact=True,
+                    prompt=TYPED_PROMPT if typed else PICK_PROMPT,
                     id="model",
                 )
                 yield Label("model path")
@@ -60,7 +84,7 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
                     id="strategy",
                 )
                 for name in SEARCH_FIELDS:
-                    yield Label(name.replace("_", " "))
+                    yield Label(FIELD_LABELS.get(name, name.replace("_", " ")))
                     field = Input(str(getattr(s.search, name)), compact=True, id=f"f-{name}")
                     field.tooltip = helps.get(name, "")
                     yield field
@@ -72,10 +96,41 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
                     compact=True,
                     id="signal",
                 )
+            yield Static(Text("", style="italic"), id="settings-help")
             yield Static("", id="settings-error")
             with Horizontal(id="settings-buttons"):
                 yield Button("Apply (Ctrl+S)", variant="primary", id="apply")
                 yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        # focus the first field, so the keyboard works at once (Tab moves on, Ctrl+S applies)
+        self.query_one("#model", Select).focus()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Show the focused field's help under the form (tooltips need a mouse)."""
+        wid = event.widget.id or ""
+        helps = help_for(SearchSection) if wid.startswith("f-") else OTHER_HELP
+        text = helps.get(wid[2:] if wid.startswith("f-") else wid, "")
+        self.query_one("#settings-help", Static).update(Text(text, style="italic"))
+
+    @on(Input.Changed, "#model-path")
+    def _path_typed(self, event: Input.Changed) -> None:
+        """A typed path wins over the list: say so in the list instead of a bare "Select"."""
+        select = self.query_one("#model", Select)
+        if event.value.strip():
+            select.prompt = TYPED_PROMPT
+            if select.value is not Select.NULL:
+                self._picked = select.value  # given back if the path is cleared again
+                select.clear()
+        else:
+            select.prompt = PICK_PROMPT
+            if self._picked is not None and select.value is Select.NULL:
+                select.value = self._picked
+
+    @on(Select.Changed, "#model")
+    def _model_picked(self, event: Select.Changed) -> None:
+        if event.value is not Select.NULL:
+            self.query_one("#model-path", Input).value = ""  # a pick replaces the typed path
 
     def form(self) -> dict[str, str]:
         """The form's current text, keyed as `apply_form` expects."""
@@ -93,7 +148,8 @@ class SettingsScreen(ModalScreen[ChatSettings | None]):
     def action_apply(self) -> None:
         try:
             new = apply_form(self.settings, self.form())
-        except ConfigError as exc:
+            check_model(new.model)  # a missing file fails here, not at the next question
+        except CaspoError as exc:
             self.query_one("#settings-error", Static).update(Text(str(exc), style="red"))
             return
         self.dismiss(new)

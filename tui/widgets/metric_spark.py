@@ -26,9 +26,18 @@ class MetricSpark(Horizontal):
         yield Sparkline([], summary_function=max)
         yield Static(Text("—"), classes="spark-value")
 
+    def on_mount(self) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        # no point or one point is not a curve: a full-width line would claim a history
+        spark = self.query_one(Sparkline)
+        spark.styles.width = len(self.values) if len(self.values) < 2 else "1fr"
+
     def show(self, values: list[float]) -> None:
         if values == self.values:
             return
         self.values = list(values)
         self.query_one(Sparkline).data = self.values
+        self._fit()
         self.query_one(".spark-value", Static).update(Text(f"{values[-1]:+.4f}" if values else "—"))

@@ -26,10 +26,15 @@ def node_label(tree: SearchTree, node: StepNode, signal: str = "entropy") -> Tex
     if node.winner:
         label.append("★ ", Style(color="green", bold=True))
     label.append_text(confidence_badge(node.step_confidence, signal))
-    body = one_line(node.display_text()) or "…"
-    label.append(body, Style(italic=node.live, bold=node.winner))
+    body = one_line(node.display_text())
+    if body:
+        label.append(body, Style(italic=node.live, bold=node.winner))
+    else:  # "…" alone would read as "still being written"
+        label.append("…" if node.live else "(empty step)", "dim italic")
     if node.live:
         label.append(" ▍", "dim")
+    if _stopped_here(tree, node):
+        label.append("  ■ stopped", "yellow")
     if node.pruned:
         conf, threshold, reason = node.pruned
         label.append(f"  ✗ pruned {conf:.2f} < {threshold:.2f}", Style(color="red"))
@@ -37,10 +42,17 @@ def node_label(tree: SearchTree, node: StepNode, signal: str = "entropy") -> Tex
             label.append(f" ({reason})", "dim")
     if node.finished:
         answer, conf, stop = node.finished
-        label.append(f"  → answer {answer if answer is not None else '—'} @ {conf:.2f}", Style(color="cyan"))
+        said = f"answer {answer}" if answer is not None else "no answer"
+        label.append(f"  → {said} @ {conf:.2f}", Style(color="cyan"))
     if dimmed:
         label.stylize("dim")
     return label
+
+
+def _stopped_here(tree: SearchTree, node: StepNode) -> bool:
+    """The node is the last step of a branch the search stopped (cancelled, or answered first)."""
+    branch = tree.branches.get(node.branch) if node.branch is not None else None
+    return branch is not None and branch.state == "stopped" and tree.branch_tip(node.branch) == node.id
 
 
 class ReasoningTree(Tree[int]):

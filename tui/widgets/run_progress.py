@@ -8,6 +8,7 @@ from textual.widgets import Static
 from tui.runs import RoundState, RunState, StageState
 
 MARKS = {"done": ("✓", "green"), "running": ("▶", "bold yellow"), "pending": ("·", "dim")}
+RESUME_KEY = "F9"  # the train screen's Resume key, named where a stopped run says how to go on
 STATUS_STYLE = {"running": "bold yellow", "done": "bold green", "failed": "bold red", "stopped": "yellow"}
 
 
@@ -46,7 +47,7 @@ def round_text(rd: RoundState, running: bool) -> Text:
     if rd.pairs:
         facts.append(f"pairs {rd.pairs.get('total', 0)} (A {rd.pairs.get('A', 0)}, B {rd.pairs.get('B', 0)})")
     if rd.reward_margin is not None:
-        facts.append(f"reward margin {rd.reward_margin:+.3f}")
+        facts.append(f"final margin {rd.reward_margin:+.3f}")  # over all pairs, after DPO
     if rd.dev_accuracy is not None:
         facts.append(f"dev accuracy {rd.dev_accuracy:.3f}")
     if facts:
@@ -69,6 +70,10 @@ def run_text(run: RunState) -> Text:
     parts = [head]
     if run.error:
         parts.append(Text.assemble(("error: ", "bold red"), run.error))
+    if run.status == "stopped":
+        parts.append(Text(f"stopped; press {RESUME_KEY} to resume where it stopped", style="yellow"))
+    elif run.status == "failed":
+        parts.append(Text(f"fix the cause, then {RESUME_KEY} resumes from the failed stage", style="dim"))
     parts += [round_text(rd, running) for rd in run.rounds]
     if not run.rounds:
         parts.append(Text("no round started yet", style="dim"))

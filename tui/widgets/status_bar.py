@@ -18,7 +18,7 @@ class SearchStatus:
     live: int = 0
     tokens: int = 0
     budget: int = 0
-    saved_vs_sc: int | None = None
+    saved_vs_sc: int | None = None  # None: not meaningful (still searching, or the strategy is sc)
     k: int = 0
     elapsed_s: float = 0.0
 
@@ -27,7 +27,6 @@ class SearchStatus:
         return self.tokens / self.elapsed_s if self.elapsed_s > 0 else None
 
     def render_text(self) -> Text:
-        saved = "—" if self.saved_vs_sc is None else f"{self.saved_vs_sc:+d}"
         tps = "—" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f}"
         parts = [
             (f" {self.model} ", "bold"),
@@ -35,7 +34,8 @@ class SearchStatus:
             (f"· {self.state} ", "italic"),
             (f"· live {self.live} ", ""),
             (f"· tokens {self.tokens}/{self.budget} ", ""),
-            (f"· saved vs sc@{self.k} {saved} ", ""),
+            # only a finished search has a final figure, and sc is the yardstick itself
+            (f"· saved vs sc@{self.k} {self.saved_vs_sc:+d} " if self.saved_vs_sc is not None else "", ""),
             (f"· {tps} tok/s ", ""),
             (f"· {self.elapsed_s:.1f}s", ""),
         ]

@@ -25,7 +25,7 @@ class TokenView(Static):
 
     def show_node(self, tree: SearchTree, node_id: int | None, signal: str = "entropy") -> None:
         self.node_id = node_id
-        if node_id is None or node_id not in tree.nodes:
+        if node_id is None or node_id not in tree.nodes or (node_id == ROOT and not tree.question):
             self.update(Text("Select a step to see its tokens.", style="dim"))
             return
         node = tree.nodes[node_id]
@@ -45,7 +45,9 @@ class TokenView(Static):
                 "red",
             )
         if node.finished:
-            out.append(f"finished ({node.finished[2]}): answer {node.finished[0]}\n", "cyan")
+            answer = node.finished[0]
+            said = f"answer {answer}" if answer is not None else "no answer"
+            out.append(f"finished ({node.finished[2]}): {said}\n", "cyan")
         if any(piece for piece, _ in node.tokens):
             out.append_text(token_heatmap(node.tokens, signal))
         else:
