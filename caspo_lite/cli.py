@@ -157,6 +157,9 @@ def solve(
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU (GPU builds only).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Say 'not sure' below this P(correct) (--json keeps the guess).")
+    ] = None,
 ) -> None:
     """Solve one question (or --task T --n 20 problems) with a confidence-aware search."""
     from caspo_lite.config import ConfidenceSection
@@ -185,6 +188,11 @@ def solve(
         from caspo_lite.tasks import get_task
 
         get_task(task, path=str(data) if data else None).load(n=1)  # bad task / rows: fail before loading
+    from caspo_lite.answer_confidence import cached_calibration, check_abstain
+    from caspo_lite.solve import with_confidence
+
+    check_abstain(abstain_below)
+    calibration = cached_calibration(model, strategy)
     engine = load_engine(model, n_threads=threads, n_gpu_layers=gpu_layers)
     try:
         if question is None:
@@ -193,6 +201,7 @@ def solve(
             console = Console(stderr=True)
 
             def progress(row: Any) -> None:
+                with_confidence(row, calibration, abstain_below)
                 if not as_json:
                     mark = "[green]ok[/]" if row.correct else "[red]--[/]"
                     answer, gold = row.result.answer, row.gold
@@ -211,6 +220,7 @@ def solve(
         solved = solve_question(
             engine, question, strategy, search, confidence, task_name=task, task_path=data
         )
+        with_confidence(solved, calibration, abstain_below)
     finally:
         engine.close()
     if as_json:
@@ -598,6 +608,87 @@ def chat_command(
     from tui.app import make_app
 
     make_app(model=model, strategy=strategy, k=k, mode="chat").run()
+
+
+# --- calibrate (answer confidence -> P(correct)) ------------------------------------------------
+
+
+@app.command("calibrate")
+@friendly
+def calibrate_command(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model reference to calibrate.")
+    ] = "smollm2-135m",
+    task: Annotated[str, typer.Option(help="Task whose dev problems to fit on.")] = "arith",
+    split: Annotated[str, typer.Option(help="Split to fit on (never heldout).")] = "dev",
+    n: Annotated[int, typer.Option(help="Dev problems to evaluate.")] = 200,
+    strategy: Annotated[str, typer.Option(help="Comma-separated strategies to calibrate.")] = "cat",
+    k: Annotated[int, typer.Option(help="Budget: paths per problem (as in eval).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for problem selection and sampling.")] = 0,
+    data: Annotated[Path | None, typer.Option("--data", help="Task data file (JSONL tasks).")] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option("--from", help="Fit from this eval folder's answers (no sampling).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where the dev eval goes (default: data dir).")] = None,
+    engine: Annotated[str, typer.Option(help="Engine kind: llama_cpp or hf.")] = "llama_cpp",
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Fit a map from answer confidence to P(correct) on dev problems and store it with the model."""
+    from caspo_lite.calibrate import calibrate
+    from caspo_lite.config import load_config
+
+    cfg = load_config(None, overrides or [])
+    result = calibrate(
+        model,
+        task,
+        split,
+        n,
+        [s.strip() for s in strategy.split(",") if s.strip()],
+        k=k,
+        seed=seed,
+        from_dir=from_dir,
+        out=out,
+        task_path=str(data) if data else None,
+        engine_kind=engine,
+        search=cfg.search,
+        confidence=cfg.confidence,
+        steps=cfg.steps,
+        on_event=None if from_dir is not None else _ProgressSink(),
+    )
+    if as_json:
+        echo_json({"path": str(result.path), "calibrations": [c.to_json() for c in result.calibrations]})
+        return
+    for cal in result.calibrations:
+        fit = cal.fit
+        typer.echo(
+            f"{cal.strategy}: {cal.describe()} ({fit['n_correct']}/{fit['n']} right; CV log-loss "
+            f"{fit['cv_log_loss']:.3f} vs base rate {fit['base_rate_log_loss']:.3f})"
+        )
+        for name, c in cal.candidates.items():
+            auc = "n/a" if c["auroc"] is None else f"{c['auroc']:.3f}"
+            losses = ", ".join(f"{m} {v:.3f}" for m, v in c["cv_log_loss"].items())
+            typer.echo(f"  signal {name:<13} answer AUROC {auc}   CV log-loss: {losses}")
+    typer.echo(f"wrote {result.path}")
+
+
+class _ProgressSink:
+    """Counts dev problems on stderr (the eval loop's events) without a progress-bar dependency."""
+
+    def __init__(self) -> None:
+        self.done = self.total = 0
+
+    def __call__(self, ev: Any) -> None:
+        from caspo_lite.eval.runner import EvalPlanned, ProblemEvaluated
+
+        if isinstance(ev, EvalPlanned):
+            self.total, self.done = ev.total, ev.done
+        elif isinstance(ev, ProblemEvaluated):
+            self.done += 1
+            if self.done % 10 == 0 or self.done == self.total:
+                typer.echo(f"dev answers: {self.done}/{self.total}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.answer_signals import answer_token_confidence, branch_pieces
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.errors import ConfigError, DataError
 from caspo_lite.eval.trace import StepTrace, rebuild_paths
@@ -253,6 +254,7 @@ def problem_record(
     """The JSONL record of one problem: answer, grade, cost, every path with labelled steps."""
     events = getattr(result, "events", []) or []
     traces = rebuild_paths(events)
+    pieces = branch_pieces(events)  # for each path's answer-token confidence (answer_signals)
     parents = {e.branch: e.parent for e in events if isinstance(e, BranchStarted)}
     paths = []
     for fin in result.paths:
@@ -266,6 +268,9 @@ def problem_record(
                 "answer": fin.answer,
                 "correct": bool(task.grade(fin.answer, problem.answer)),
                 "path_confidence": fin.path_confidence,
+                "answer_confidence": answer_token_confidence(
+                    pieces.get(fin.branch, []), fin.text, fin.answer
+                ),
                 "n_tokens": fin.n_tokens,
                 "stop_reason": fin.stop_reason,
                 "steps": [{**s.to_json(), "label": lab} for s, lab in zip(steps, labels, strict=True)],
