@@ -91,12 +91,18 @@ def answer_confidence(
     )
 
 
-@lru_cache(maxsize=32)
-def cached_calibration(model_ref: str, strategy: str) -> AnswerCalibration | None:
-    """`load_answer_calibration`, memoised, and None (logged) when the reference cannot be looked
-    up at all (a test double, a hub id): chat must never fail because of a calibration lookup."""
+def find_calibration(model_ref: str, strategy: str) -> AnswerCalibration | None:
+    """`load_answer_calibration`, but None (logged) when the reference cannot be looked up at
+    all (a test double, a hub id, a malformed file): showing an answer must never fail because
+    of a calibration lookup; it then says "uncalibrated"."""
     try:
         return load_answer_calibration(model_ref, strategy)
     except CaspoError as exc:
-        log.info("no answer calibration for %s (%s): showing the raw score", model_ref, exc)
+        log.warning("no answer calibration for %s (%s): showing the raw score", model_ref, exc)
         return None
+
+
+@lru_cache(maxsize=32)
+def cached_calibration(model_ref: str, strategy: str) -> AnswerCalibration | None:
+    """`find_calibration`, memoised per process (chat looks it up once per answer)."""
+    return find_calibration(model_ref, strategy)

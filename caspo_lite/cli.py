@@ -188,11 +188,12 @@ def solve(
         from caspo_lite.tasks import get_task
 
         get_task(task, path=str(data) if data else None).load(n=1)  # bad task / rows: fail before loading
-    from caspo_lite.answer_confidence import cached_calibration, check_abstain
+    from caspo_lite.answer_confidence import check_abstain
+    from caspo_lite.calibration import load_answer_calibration
     from caspo_lite.solve import with_confidence
 
     check_abstain(abstain_below)
-    calibration = cached_calibration(model, strategy)
+    calibration = load_answer_calibration(model, strategy)
     engine = load_engine(model, n_threads=threads, n_gpu_layers=gpu_layers)
     try:
         if question is None:
@@ -513,8 +514,12 @@ def eval_cmd(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
     ] = None,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Also report coverage and accuracy answering only P >= this.")
+    ] = None,
 ) -> None:
     """Evaluate models x strategies on a task: accuracy, calibration, step AUROC, cost; resumable."""
+    from caspo_lite.answer_confidence import check_abstain
     from caspo_lite.config import load_config
     from caspo_lite.eval.report import CONSOLE_COLUMNS, table_rows
     from caspo_lite.eval.runner import EvalSpec, iter_eval, write_outputs
@@ -535,10 +540,11 @@ def eval_cmd(
         confidence=cfg.confidence,
         steps=cfg.steps,
         label_steps=labels,
+        abstain_below=check_abstain(abstain_below),
     )
     _eval_with_progress(iter_eval(spec))
     write_outputs(spec.out, spec.meta())
-    header, rows = table_rows(_eval_groups(spec.out), CONSOLE_COLUMNS)
+    header, rows = table_rows(_eval_groups(spec.out, abstain_below), CONSOLE_COLUMNS)
     from rich.console import Console
     from rich.table import Table
 
@@ -554,11 +560,12 @@ def eval_cmd(
     console.print(f"wrote {spec.out}/summary.json, report.md, problems.jsonl and plots")
 
 
-def _eval_groups(out: Path) -> list[Any]:
+def _eval_groups(out: Path, abstain_below: float | None = None) -> list[Any]:
     from caspo_lite.eval.report import summarize
-    from caspo_lite.eval.runner import RECORDS_FILE, read_records
+    from caspo_lite.eval.runner import RECORDS_FILE, load_calibrations, read_records
 
-    return summarize(read_records(out / RECORDS_FILE))
+    records = read_records(out / RECORDS_FILE)
+    return summarize(records, load_calibrations(records), abstain_below)
 
 
 def _eval_with_progress(events: Any) -> None:
