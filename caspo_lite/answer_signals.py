@@ -100,6 +100,18 @@ def _signals(
     }
 
 
+def path_signals(fin: BranchFinished, pieces: Sequence[tuple[str, float]]) -> dict[str, float | None]:
+    """The signals of a single-path answer (a greedy run's `BranchFinished` and its tokens)."""
+    return _signals(
+        fin.answer,
+        float(fin.path_confidence),
+        float(fin.path_confidence),
+        list(fin.step_confidences),
+        answer_token_confidence(pieces, fin.text, fin.answer),
+        [(fin.answer, float(fin.path_confidence))],
+    )
+
+
 def chosen_finished(result: Any) -> BranchFinished | None:
     """The finished path the strategy's answer came from (its AnswerChosen branch, else the
     surest path with that answer)."""
