@@ -106,3 +106,25 @@ def find_calibration(model_ref: str, strategy: str) -> AnswerCalibration | None:
 def cached_calibration(model_ref: str, strategy: str) -> AnswerCalibration | None:
     """`find_calibration`, memoised per process (chat looks it up once per answer)."""
     return find_calibration(model_ref, strategy)
+
+
+def confidence_from_events(
+    model_ref: str | None, events: list[Any], chosen: Any, abstain_below: float | None = None
+) -> AnswerConfidence:
+    """The shown confidence of a search known only by its event stream (the chat screen).
+
+    ``chosen`` is the stream's `AnswerChosen`; the calibration is the model's for the strategy
+    that ran (memoised), so each answer costs one lookup per process at most.
+    """
+    from types import SimpleNamespace
+
+    from caspo_lite.search.events import BranchFinished
+
+    result = SimpleNamespace(
+        answer=chosen.answer,
+        confidence=chosen.confidence,
+        paths=[e for e in events if isinstance(e, BranchFinished)],
+        events=events,
+    )
+    cal = cached_calibration(model_ref, chosen.strategy) if model_ref else None
+    return answer_confidence(result, cal, abstain_below)

@@ -610,11 +610,17 @@ def chat_command(
     model: Annotated[str | None, typer.Option(help="Built-in name or .gguf (default smollm2-135m).")] = None,
     strategy: Annotated[str | None, typer.Option(help="greedy, sc, bon, deepconf, cat (def. cat).")] = None,
     k: Annotated[int | None, typer.Option("--k", help="Budget: paths started (default 8).")] = None,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Answers under this P(correct) read 'not sure'.")
+    ] = None,
 ) -> None:
     """Chat with a model and watch the confidence-aware search tree grow (F2 settings, Esc cancels)."""
+    from caspo_lite.answer_confidence import check_abstain
     from tui.app import make_app
+    from tui.settings import ChatSettings
 
-    make_app(model=model, strategy=strategy, k=k, mode="chat").run()
+    settings = ChatSettings(abstain_below=check_abstain(abstain_below))
+    make_app(settings, model=model, strategy=strategy, k=k, mode="chat").run()
 
 
 # --- calibrate (answer confidence -> P(correct)) ------------------------------------------------
