@@ -158,16 +158,17 @@ def read_gguf_calibration(path: Path) -> dict[str, Any] | None:
     return from_gguf_metadata(meta, f"{path} metadata")
 
 
-_HASHED: dict[tuple[str, int, int], Path] = {}
+_SHA: dict[tuple[str, int, int], str] = {}
 
 
 def _hashed_path(model_file: Path) -> Path:
-    """`calibration_path` memoised on (path, size, mtime): solve and chat look it up per load."""
+    """`calibration_path` with the sha256 memoised on (path, size, mtime): solve and chat look
+    it up per load, and hashing a large GGUF each time would cost seconds."""
     st = model_file.stat()
     key = (str(model_file.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASHED:
-        _HASHED[key] = calibration_path(model_file)
-    return _HASHED[key]
+    if key not in _SHA:
+        _SHA[key] = file_sha256(model_file)
+    return data_dir() / "calibrations" / f"{_SHA[key]}.json"
 
 
 def locate_calibration(model_ref: str | Path) -> tuple[dict[str, Any], str] | None:
