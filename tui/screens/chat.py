@@ -348,8 +348,13 @@ class ChatScreen(Screen[None]):
             tree = turn.tree()
             answer = turn.answer
             if answer is not None:
+                shown = confidence_from_events(
+                    turn.settings.get("model"), turn.events, answer, turn.settings.get("abstain_below")
+                )
                 self.conversation.add_answer(
-                    answer_markdown(tree.winning_text(), answer.answer, answer.confidence, answer.strategy)
+                    answer_markdown(
+                        tree.winning_text(), answer.answer, answer.confidence, answer.strategy, shown
+                    )
                 )
             elif turn.cancelled:
                 self.conversation.add_note("Search cancelled.", "cancelled")
