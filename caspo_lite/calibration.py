@@ -208,12 +208,12 @@ def cv_log_loss(
     return log_loss(probs, labels)
 
 
-def check_fit_data(scores: np.ndarray, labels: np.ndarray, what: str = "dev answers") -> None:
+def check_fit_data(scores: np.ndarray, labels: np.ndarray, what: str = "answered dev problems") -> None:
     """Refuse to fit on too little data, in one line that says what to do."""
     n, n_ok = int(labels.size), int(labels.sum())
     if n < MIN_SAMPLES:
         raise DataError(
-            f"calibrate: only {n} {what} with an answer; need at least {MIN_SAMPLES} (use a larger --n)"
+            f"calibrate: only {n} {what}; need at least {MIN_SAMPLES} (use a larger --n)"
         )
     if min(n_ok, n - n_ok) < MIN_PER_CLASS:
         raise DataError(
