@@ -212,9 +212,7 @@ def check_fit_data(scores: np.ndarray, labels: np.ndarray, what: str = "answered
     """Refuse to fit on too little data, in one line that says what to do."""
     n, n_ok = int(labels.size), int(labels.sum())
     if n < MIN_SAMPLES:
-        raise DataError(
-            f"calibrate: only {n} {what}; need at least {MIN_SAMPLES} (use a larger --n)"
-        )
+        raise DataError(f"calibrate: only {n} {what}; need at least {MIN_SAMPLES} (use a larger --n)")
     if min(n_ok, n - n_ok) < MIN_PER_CLASS:
         raise DataError(
             f"calibrate: {n_ok} of {n} {what} are right; need at least {MIN_PER_CLASS} right and "
