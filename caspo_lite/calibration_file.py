@@ -84,3 +84,130 @@ def calibration_path(model_file: Path, round_dir: Path | None = None) -> Path:
     if round_dir is not None:
         return round_dir / FILE_NAME
     return data_dir() / "calibrations" / f"{file_sha256(model_file)}.json"
+
+
+# -- finding a model's calibration (added with `caspo-lite calibrate`) ---------------------------
+
+GGUF_PREFIX = "caspo.calibration."  # one string key per part: format, model, answer, cat (JSON text)
+
+
+def round_dir_of(model_ref: str | Path) -> Path | None:
+    """The training round a reference belongs to: a ``round-N`` folder, a GGUF inside one, or a
+    run folder (its last finished round, as `caspo_lite.models` resolves it); else None."""
+    path = Path(str(model_ref)).expanduser()
+    if path.suffix.lower() == ".gguf":
+        return path.parent if path.parent.name.startswith("round-") else None
+    if not path.is_dir():
+        return None
+    if path.name.startswith("round-"):
+        return path
+    from caspo_lite.train.layout import is_round_dir
+
+    rounds = sorted(
+        (p for p in path.glob("round-*") if is_round_dir(p)), key=lambda p: int(p.name.split("-")[-1])
+    )
+    return rounds[-1] if rounds else None
+
+
+def model_calibration_path(model_ref: str | Path) -> Path:
+    """Where `calibrate` writes for this reference: the round's file, else the sha256-keyed one."""
+    round_dir = round_dir_of(model_ref)
+    if round_dir is not None:
+        return calibration_path(Path(), round_dir)
+    from caspo_lite.models import gguf_path
+
+    return calibration_path(gguf_path(str(model_ref)))
+
+
+def to_gguf_metadata(data: dict[str, Any]) -> dict[str, str]:
+    """The ``caspo.calibration.*`` string keys that carry ``data`` inside a GGUF."""
+    out = {f"{GGUF_PREFIX}format": str(data.get("format", FORMAT))}
+    for part in ("model", *SECTIONS):
+        if part in data:
+            out[f"{GGUF_PREFIX}{part}"] = json.dumps(data[part], sort_keys=True)
+    return out
+
+
+def from_gguf_metadata(meta: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The calibration carried by a GGUF's metadata (inverse of `to_gguf_metadata`), or None."""
+    fmt = meta.get(f"{GGUF_PREFIX}format")
+    if fmt is None:
+        return None
+    if fmt != FORMAT:
+        raise ModelError(f"{where}: metadata '{GGUF_PREFIX}format' is {fmt!r}, not {FORMAT!r}; re-export it")
+    data: dict[str, Any] = {"format": FORMAT}
+    for part in ("model", *SECTIONS):
+        raw = meta.get(f"{GGUF_PREFIX}{part}")
+        if raw is None:
+            continue
+        try:
+            data[part] = json.loads(raw)
+        except (TypeError, json.JSONDecodeError):
+            raise ModelError(f"{where}: metadata '{GGUF_PREFIX}{part}' is not JSON; re-export it") from None
+    return data
+
+
+def read_gguf_calibration(path: Path) -> dict[str, Any] | None:
+    """The calibration in a GGUF's ``caspo.calibration.*`` keys (header walk only, milliseconds)."""
+    from quant.gguf_header import GGUFFormatError, read_header
+
+    try:
+        meta = read_header(path).metadata
+    except (GGUFFormatError, OSError) as exc:
+        raise ModelError(f"{path}: cannot read GGUF metadata ({exc})") from None
+    return from_gguf_metadata(meta, f"{path} metadata")
+
+
+_SHA: dict[tuple[str, int, int], str] = {}
+
+
+def _hashed_path(model_file: Path) -> Path:
+    """`calibration_path` with the sha256 memoised on (path, size, mtime): solve and chat look
+    it up per load, and hashing a large GGUF each time would cost seconds."""
+    st = model_file.stat()
+    key = (str(model_file.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA:
+        _SHA[key] = file_sha256(model_file)
+    return data_dir() / "calibrations" / f"{_SHA[key]}.json"
+
+
+def locate_calibration(model_ref: str | Path) -> tuple[dict[str, Any], str] | None:
+    """(calibration content, where it was found) for a model reference, or None.
+
+    Order: the round's ``calibration.json``; the data dir's file keyed by the GGUF's sha256;
+    the GGUF's own ``caspo.calibration.*`` metadata. References that have no GGUF yet (an HF
+    folder, a hub id) are looked up by round only.
+    """
+    round_dir = round_dir_of(model_ref)
+    if round_dir is not None:
+        path = calibration_path(Path(), round_dir)
+        data = read_calibration(path)
+        if data is not None:
+            return data, str(path)
+    from caspo_lite.models import resolve_model
+
+    ref = resolve_model(str(model_ref))
+    if ref.kind == "gguf" and ref.path is not None:
+        gguf: Path | None = ref.path
+    elif ref.kind == "builtin" and ref.name == "smollm2-135m":
+        from caspo_lite.models import smollm2_gguf
+
+        gguf = smollm2_gguf()
+    elif ref.kind == "builtin":
+        from caspo_lite.models import gguf_path
+
+        gguf = gguf_path(ref)
+    elif ref.kind == "round" and ref.path is not None:  # only an existing GGUF: never export here
+        from caspo_lite.train.layout import round_policy_files
+
+        gguf = round_policy_files(ref.path)[1]
+        if gguf is None:
+            return None
+    else:
+        return None
+    path = _hashed_path(gguf)
+    data = read_calibration(path)
+    if data is not None:
+        return data, str(path)
+    data = read_gguf_calibration(gguf)
+    return (data, f"gguf:{gguf}") if data is not None else None

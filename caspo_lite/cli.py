@@ -8,6 +8,7 @@ commands so `caspo-lite --help` is fast.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -157,6 +158,9 @@ def solve(
     threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
     gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU (GPU builds only).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Say 'not sure' below this P(correct) (--json keeps the guess).")
+    ] = None,
 ) -> None:
     """Solve one question (or --task T --n 20 problems) with a confidence-aware search."""
     from caspo_lite.config import ConfidenceSection
@@ -185,6 +189,12 @@ def solve(
         from caspo_lite.tasks import get_task
 
         get_task(task, path=str(data) if data else None).load(n=1)  # bad task / rows: fail before loading
+    from caspo_lite.answer_confidence import check_abstain
+    from caspo_lite.calibration import load_answer_calibration
+    from caspo_lite.solve import with_confidence
+
+    check_abstain(abstain_below)
+    calibration = load_answer_calibration(model, strategy)
     engine = load_engine(model, n_threads=threads, n_gpu_layers=gpu_layers)
     try:
         if question is None:
@@ -193,6 +203,7 @@ def solve(
             console = Console(stderr=True)
 
             def progress(row: Any) -> None:
+                with_confidence(row, calibration, abstain_below)
                 if not as_json:
                     mark = "[green]ok[/]" if row.correct else "[red]--[/]"
                     answer, gold = row.result.answer, row.gold
@@ -211,6 +222,7 @@ def solve(
         solved = solve_question(
             engine, question, strategy, search, confidence, task_name=task, task_path=data
         )
+        with_confidence(solved, calibration, abstain_below)
     finally:
         engine.close()
     if as_json:
@@ -503,8 +515,12 @@ def eval_cmd(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
     ] = None,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Also report coverage and accuracy answering only P >= this.")
+    ] = None,
 ) -> None:
     """Evaluate models x strategies on a task: accuracy, calibration, step AUROC, cost; resumable."""
+    from caspo_lite.answer_confidence import check_abstain
     from caspo_lite.config import load_config
     from caspo_lite.eval.report import CONSOLE_COLUMNS, table_rows
     from caspo_lite.eval.runner import EvalSpec, iter_eval, write_outputs
@@ -525,10 +541,11 @@ def eval_cmd(
         confidence=cfg.confidence,
         steps=cfg.steps,
         label_steps=labels,
+        abstain_below=check_abstain(abstain_below),
     )
     _eval_with_progress(iter_eval(spec))
     write_outputs(spec.out, spec.meta())
-    header, rows = table_rows(_eval_groups(spec.out), CONSOLE_COLUMNS)
+    header, rows = table_rows(_eval_groups(spec.out, abstain_below), CONSOLE_COLUMNS)
     from rich.console import Console
     from rich.table import Table
 
@@ -544,11 +561,12 @@ def eval_cmd(
     console.print(f"wrote {spec.out}/summary.json, report.md, problems.jsonl and plots")
 
 
-def _eval_groups(out: Path) -> list[Any]:
+def _eval_groups(out: Path, abstain_below: float | None = None) -> list[Any]:
     from caspo_lite.eval.report import summarize
-    from caspo_lite.eval.runner import RECORDS_FILE, read_records
+    from caspo_lite.eval.runner import RECORDS_FILE, load_calibrations, read_records
 
-    return summarize(read_records(out / RECORDS_FILE))
+    records = read_records(out / RECORDS_FILE)
+    return summarize(records, load_calibrations(records), abstain_below)
 
 
 def _eval_with_progress(events: Any) -> None:
@@ -594,12 +612,102 @@ def chat_command(
     model: Annotated[str | None, typer.Option(help="Built-in name or .gguf (default smollm2-135m).")] = None,
     strategy: Annotated[str | None, typer.Option(help="greedy, sc, bon, deepconf, cat (def. cat).")] = None,
     k: Annotated[int | None, typer.Option("--k", help="Budget: paths started (default 8).")] = None,
+    abstain_below: Annotated[
+        float | None, typer.Option(help="Answers under this P(correct) read 'not sure'.")
+    ] = None,
 ) -> None:
     """Chat with a model and watch the confidence-aware search tree grow (F2 settings, Esc cancels)."""
+    from caspo_lite.answer_confidence import check_abstain
     from tui.app import make_app
-    from tui.settings import settings_path
+    from tui.settings import load_settings, settings_path
 
-    make_app(model=model, strategy=strategy, k=k, mode="chat", settings_file=settings_path()).run()
+    settings = load_settings(settings_path())  # what the user applied last time
+    if abstain_below is not None:
+        settings = dataclasses.replace(settings, abstain_below=check_abstain(abstain_below))
+    make_app(
+        settings, model=model, strategy=strategy, k=k, mode="chat", settings_file=settings_path()
+    ).run()
+
+
+# --- calibrate (answer confidence -> P(correct)) ------------------------------------------------
+
+
+@app.command("calibrate")
+@friendly
+def calibrate_command(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model reference to calibrate.")
+    ] = "smollm2-135m",
+    task: Annotated[str, typer.Option(help="Task whose dev problems to fit on.")] = "arith",
+    split: Annotated[str, typer.Option(help="Split to fit on (never heldout).")] = "dev",
+    n: Annotated[int, typer.Option(help="Dev problems to evaluate.")] = 200,
+    strategy: Annotated[str, typer.Option(help="Comma-separated strategies to calibrate.")] = "cat",
+    k: Annotated[int, typer.Option(help="Budget: paths per problem (as in eval).")] = 8,
+    seed: Annotated[int, typer.Option(help="Seed for problem selection and sampling.")] = 0,
+    data: Annotated[Path | None, typer.Option("--data", help="Task data file (JSONL tasks).")] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option("--from", help="Fit from this eval folder's answers (no sampling).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where the dev eval goes (default: data dir).")] = None,
+    engine: Annotated[str, typer.Option(help="Engine kind: llama_cpp or hf.")] = "llama_cpp",
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Fit a map from answer confidence to P(correct) on dev problems and store it with the model."""
+    from caspo_lite.calibrate import calibrate
+    from caspo_lite.config import load_config
+
+    cfg = load_config(None, overrides or [])
+    result = calibrate(
+        model,
+        task,
+        split,
+        n,
+        [s.strip() for s in strategy.split(",") if s.strip()],
+        k=k,
+        seed=seed,
+        from_dir=from_dir,
+        out=out,
+        task_path=str(data) if data else None,
+        engine_kind=engine,
+        search=cfg.search,
+        confidence=cfg.confidence,
+        steps=cfg.steps,
+        on_event=None if from_dir is not None else _ProgressSink(),
+    )
+    if as_json:
+        echo_json({"path": str(result.path), "calibrations": [c.to_json() for c in result.calibrations]})
+        return
+    for cal in result.calibrations:
+        fit = cal.fit
+        typer.echo(
+            f"{cal.strategy}: {cal.describe()} ({fit['n_correct']}/{fit['n']} right; CV log-loss "
+            f"{fit['cv_log_loss']:.3f} vs base rate {fit['base_rate_log_loss']:.3f})"
+        )
+        for name, c in cal.candidates.items():
+            auc = "n/a" if c["auroc"] is None else f"{c['auroc']:.3f}"
+            losses = ", ".join(f"{m} {v:.3f}" for m, v in c["cv_log_loss"].items())
+            typer.echo(f"  signal {name:<13} answer AUROC {auc}   CV log-loss: {losses}")
+    typer.echo(f"wrote {result.path}")
+
+
+class _ProgressSink:
+    """Counts dev problems on stderr (the eval loop's events) without a progress-bar dependency."""
+
+    def __init__(self) -> None:
+        self.done = self.total = 0
+
+    def __call__(self, ev: Any) -> None:
+        from caspo_lite.eval.runner import EvalPlanned, ProblemEvaluated
+
+        if isinstance(ev, EvalPlanned):
+            self.total, self.done = ev.total, ev.done
+        elif isinstance(ev, ProblemEvaluated):
+            self.done += 1
+            if self.done % 10 == 0 or self.done == self.total:
+                typer.echo(f"dev answers: {self.done}/{self.total}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -35,6 +35,15 @@ class Solved:
     gold: str | None = None
     correct: bool | None = None
     problem_id: str = ""
+    shown: Any = None  # AnswerConfidence (caspo_lite.answer_confidence) once `with_confidence` ran
+
+
+def with_confidence(solved: Solved, calibration: Any, abstain_below: float | None = None) -> Solved:
+    """Attach what the user should read as the answer's confidence (calibrated, or labelled raw)."""
+    from caspo_lite.answer_confidence import answer_confidence
+
+    solved.shown = answer_confidence(solved.result, calibration, abstain_below)
+    return solved
 
 
 @dataclass
@@ -181,10 +190,18 @@ def run_demo(
 def result_dict(solved: Solved) -> dict[str, Any]:
     """A JSON-ready view of one solve: the answer, confidence, paths and counters."""
     r = solved.result
+    shown = solved.shown
+    extra: dict[str, Any] = {}
+    if shown is not None:
+        # "answer" is null when the search abstained; the best guess stays under its own key
+        extra = {"answer": None if shown.abstained else r.answer, "not_sure": shown.abstained}
+        extra["best_guess"] = r.answer
+        extra["answer_confidence"] = shown.to_json()
     return {
         "question": solved.question,
         "answer": r.answer,
         "confidence": round(r.confidence, 4),
+        **extra,
         "strategy": r.strategy,
         "reason": r.reason,
         "gold": solved.gold,
@@ -261,9 +278,15 @@ def render_summary(solved: Solved) -> Any:
     from rich.text import Text
 
     r = solved.result
+    shown = solved.shown
     text = Text("answer: ", style="bold")
-    text.append(str(r.answer), style="bold green" if r.answer is not None else "bold red")
-    text.append(f"   confidence {r.confidence:.3f}   {r.n_tokens} tokens in {r.elapsed_s:.1f}s ")
+    if shown is not None and shown.abstained:
+        text.append("not sure", style="bold yellow")
+        text.append(f" (below {shown.abstain_below:.0%}; best guess {r.answer})", style="dim")
+    else:
+        text.append(str(r.answer), style="bold green" if r.answer is not None else "bold red")
+    conf = shown.label() if shown is not None else f"confidence {r.confidence:.3f}"
+    text.append(f"   {conf}   {r.n_tokens} tokens in {r.elapsed_s:.1f}s ")
     text.append(f"({r.tokens_per_s:.0f} tok/s)   branches {r.n_branches}, pruned {r.n_pruned}")
     if r.reason:
         text.append(f"\n{r.reason}", style="dim")
@@ -300,7 +323,13 @@ def summary_dict(s: BatchSummary) -> dict[str, Any]:
         "n_pruned": s.n_pruned,
         "elapsed_s": round(s.elapsed_s, 2),
         "rows": [
-            {"id": r.problem_id, "answer": r.result.answer, "gold": r.gold, "correct": r.correct}
+            {
+                "id": r.problem_id,
+                "answer": r.result.answer,
+                "gold": r.gold,
+                "correct": r.correct,
+                **({"answer_confidence": r.shown.to_json()} if r.shown is not None else {}),
+            }
             for r in s.rows
         ],
     }

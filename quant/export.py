@@ -14,6 +14,9 @@ does (`detect_pre`).
 Provenance (`caspo_lite.*` keys + general.name/quantized_by): the source reference, the sha256 of
 its weight files, the adapter's base, and the caspo-lite version. The quant type itself is
 `general.file_type`, which llama.cpp sets when it quantizes.
+
+Calibration (``caspo.calibration.*``): the source's calibration file, when it has one
+(`source_calibration`), as JSON strings; quantizing copies every key, so each file carries it.
 """
 
 from __future__ import annotations
@@ -144,6 +147,33 @@ def _add_provenance(writer: Any, src: Source) -> None:
         writer.add_string("caspo_lite.base", src.base)
 
 
+def source_calibration(src: Source) -> dict[str, Any] | None:
+    """The calibration file of the model being exported (its round's, or the built-in's), if any.
+
+    Carried into every GGUF as ``caspo.calibration.*`` so a copied file keeps its calibrated
+    confidence and CaT thresholds. HF folders, hub ids and adapters have no calibration of
+    their own (calibrate the exported GGUF instead).
+    """
+    from caspo_lite.calibration_file import locate_calibration, read_calibration, round_dir_of
+
+    if src.kind == "round":
+        round_dir = round_dir_of(src.reference)
+        return read_calibration(round_dir / "calibration.json") if round_dir is not None else None
+    if src.kind == "builtin":
+        found = locate_calibration(src.reference)
+        return found[0] if found is not None else None
+    return None
+
+
+def _add_calibration(writer: Any, src: Source) -> None:
+    from caspo_lite.calibration_file import to_gguf_metadata
+
+    data = source_calibration(src)
+    if data is not None:
+        for key, value in to_gguf_metadata(data).items():
+            writer.add_string(key, value)
+
+
 def _add_tokenizer(writer: Any, src: Source, cfg: dict[str, Any], spec: Any, pre: str | None) -> ChatInfo:
     """Copy tokenizer.* from the origin GGUF, or build it from the HF tokenizer files."""
     from quant import gguf_writer
@@ -182,6 +212,7 @@ def write_lossless(src: Source, out: Path, dtype: str, pre: str | None = None) -
     writer = gguf.GGUFWriter(str(tmp), spec.gguf_arch)
     try:
         _add_provenance(writer, src)
+        _add_calibration(writer, src)
         gguf_writer._add_hparams(writer, cfg, dtype)
         chat = _add_tokenizer(writer, src, cfg, spec, pre)
         for name, data in gguf_writer._gguf_tensors(src.hf_dir, cfg, spec, dtype):

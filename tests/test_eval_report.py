@@ -129,6 +129,7 @@ def test_outputs_are_strict_json_markdown_and_pngs(tmp_path) -> None:
     plots = write_plots(groups, _records(), tmp_path)
     assert {p.name for p in plots} == {
         "reliability_m.png",
+        "risk_coverage_m.png",
         "accuracy_vs_tokens.png",
         "step_confidence_entropy.png",
     }

@@ -98,7 +98,10 @@ def test_nodes_appear_pruned_is_marked_and_the_answer_lands(tmp_path: Path) -> N
             starred = [nid for nid, text in shown.items() if text.startswith("★")]
             assert len(starred) == 3  # the winning path's three steps
             conv = screen.conversation.texts()
-            assert conv[0] == "what is (3+4)*2" and "**Answer: 14** · confidence 0.95 · cat" in conv[1]
+            assert (
+                conv[0] == "what is (3+4)*2"
+                and "**Answer: 14** · confidence 0.95 (uncalibrated) · cat" in conv[1]
+            )
             status = screen.status_bar.status
             assert (status.tokens, status.live, status.elapsed_s) == (14, 0, 2.0)
             assert status.tokens_per_s == 7.0 and status.budget == 3 * 256

@@ -46,6 +46,7 @@ class ChatSettings:
     search: SearchSection = field(default_factory=SearchSection)
     confidence: ConfidenceSection = field(default_factory=ConfidenceSection)
     steps: StepsSection = field(default_factory=StepsSection)
+    abstain_below: float | None = None  # answers under this P(correct) read "not sure" (#16)
 
     def copy(self) -> ChatSettings:
         return dataclasses.replace(

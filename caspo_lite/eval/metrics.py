@@ -288,3 +288,62 @@ def usable_steps(labels: Sequence[str]) -> int:
         if lab == STEP_WRONG:
             return i + 1
     return len(labels)
+
+
+# -- selective answering (risk-coverage; issue #16) ---------------------------------------------
+
+
+def risk_coverage(
+    confidences: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage, risk) after answering the k most confident of n, k = 1..n.
+
+    Tied confidences are answered together: within a run of ties the expected risk under a
+    random order is used (linear between the run's ends), so a map that merges scores into
+    one value (isotonic) is neither rewarded nor punished by an arbitrary tie order.
+    """
+    s = np.asarray(confidences, dtype=np.float64).reshape(-1)
+    y = np.asarray(correct, dtype=bool).reshape(-1)
+    n = s.size
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, wrong = s[order], (~y[order]).astype(np.float64)
+    errors = np.empty(n, dtype=np.float64)
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    ends = np.r_[starts[1:], n]
+    before = 0.0
+    for a, b in zip(starts, ends, strict=True):
+        rate = wrong[a:b].mean()
+        errors[a:b] = before + rate * np.arange(1, b - a + 1)
+        before += wrong[a:b].sum()
+    k = np.arange(1, n + 1, dtype=np.float64)
+    return k / n, errors / k
+
+
+def aurc(
+    confidences: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, name: str = "select/aurc"
+) -> Metric:
+    """Area under the risk-coverage curve: mean risk over coverages k/n (lower is better)."""
+    checked = _arrays(name, confidences, correct)
+    if isinstance(checked, Metric):
+        return checked
+    _, risk = risk_coverage(*checked)
+    return _defined(name, risk.mean(), int(risk.size))
+
+
+def accuracy_at_coverage(
+    confidences: Sequence[float] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    coverage: float,
+    name: str = "select/acc_at_50",
+) -> Metric:
+    """Accuracy on the most confident ``coverage`` share of answers (at least one answer)."""
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"{name}: coverage must be in (0, 1], got {coverage}")
+    checked = _arrays(name, confidences, correct)
+    if isinstance(checked, Metric):
+        return checked
+    _, risk = risk_coverage(*checked)
+    k = max(1, int(math.ceil(coverage * risk.size - 1e-9)))
+    return _defined(name, 1.0 - risk[k - 1], int(risk.size))

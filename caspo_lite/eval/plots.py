@@ -1,6 +1,7 @@
 """PNG plots of an eval (matplotlib, Agg backend: no display needed).
 
-Three figures: a reliability diagram per model (one line per strategy), accuracy against
+Four figures: a reliability diagram and a risk-coverage curve per model (one line per
+strategy; the raw score dashed beside a calibrated one), accuracy against
 generated tokens per strategy (the cost/quality trade-off CaT claims to move), and
 step-confidence histograms of correct vs wrong steps (how well a signal separates them).
 Each function writes one file and returns its path; a figure with no data still gets a
@@ -68,7 +69,22 @@ def reliability_diagram(groups: Sequence[GroupSummary], model: str, out: Path, s
         xs, ys, ns = zip(*pts, strict=True)
         ece = g.metrics.get("calib/ece")
         label = f"{g.strategy} (ECE {ece.fmt()})" if ece else g.strategy
-        ax.plot(xs, ys, marker="o", label=label)
+        if g.calibration is not None:
+            label = f"{g.strategy} calibrated (ECE {ece.fmt() if ece else 'n/a'})"
+        line = ax.plot(xs, ys, marker="o", label=label)[0]
+        raw = [(b.confidence, b.accuracy) for b in g.bins_raw if b.count]
+        if g.calibration is not None and raw:  # the raw score beside it, same colour, dashed
+            ece_raw = g.metrics.get("calib/ece_raw")
+            rx, ry = zip(*raw, strict=True)
+            ax.plot(
+                rx,
+                ry,
+                marker="x",
+                ls="--",
+                color=line.get_color(),
+                alpha=0.6,
+                label=f"{g.strategy} raw (ECE {ece_raw.fmt() if ece_raw else 'n/a'})",
+            )
         drawn = True
     if not drawn:
         _empty(ax, "no confidences in [0, 1]")
@@ -76,6 +92,44 @@ def reliability_diagram(groups: Sequence[GroupSummary], model: str, out: Path, s
     ax.set_title(f"Reliability: {short_model(model, 48)}", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     path = out / f"reliability_{slug or model_slug(model)}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def risk_coverage_plot(groups: Sequence[GroupSummary], model: str, out: Path, slug: str = "") -> Path:
+    """Risk (error rate) of the answers kept vs the share kept, most confident first, per strategy.
+
+    Beside the reliability diagram: ECE says whether the numbers mean what they say, this says
+    whether they sort right answers first (lower curve = better; AURC is its area).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    drawn = False
+    for g in groups:
+        if g.model != model or not g.risk_coverage:
+            continue
+        aurc = g.metrics.get("select/aurc")
+        cov, risk = zip(*g.risk_coverage, strict=True)
+        line = ax.plot(cov, risk, label=f"{g.strategy} (AURC {aurc.fmt() if aurc else 'n/a'})")[0]
+        if g.calibration is not None and g.risk_coverage_raw:
+            aurc_raw = g.metrics.get("select/aurc_raw")
+            rc, rr = zip(*g.risk_coverage_raw, strict=True)
+            ax.plot(
+                rc,
+                rr,
+                ls="--",
+                color=line.get_color(),
+                alpha=0.6,
+                label=f"{g.strategy} raw (AURC {aurc_raw.fmt() if aurc_raw else 'n/a'})",
+            )
+        drawn = True
+    if not drawn:
+        _empty(ax, "no answers")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="coverage (share answered)", ylabel="risk (share wrong)")
+    ax.set_title(f"Risk-coverage: {short_model(model, 44)}", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    path = out / f"risk_coverage_{slug or model_slug(model)}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
@@ -146,6 +200,7 @@ def write_plots(groups: Sequence[GroupSummary], records: Sequence[dict[str, Any]
             slug += "_"
         used.add(slug)
         paths.append(reliability_diagram(groups, model, out, slug))
+        paths.append(risk_coverage_plot(groups, model, out, slug))
     paths.append(accuracy_vs_tokens(groups, out))
     paths.append(step_confidence_histograms(records, out))
     log.info("wrote %d plots to %s", len(paths), out)

@@ -8,7 +8,7 @@ records, so a resumed eval and a fresh one report the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,9 @@ TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("calib/ece", "ECE", 3),
     ("calib/brier", "Brier", 3),
     ("calib/auroc", "AUROC", 3),
+    ("calib/ece_raw", "ECE raw", 3),
+    ("select/acc_at_50", "acc@50%", 3),
+    ("select/aurc", "AURC", 3),
     ("step_auroc/entropy", "stepAUC H", 3),
     ("step_auroc/margin", "margin", 3),
     ("step_auroc/maxprob", "maxprob", 3),
@@ -44,6 +47,12 @@ class GroupSummary:
     n_problems: int
     metrics: dict[str, M.Metric]
     bins: list[M.ReliabilityBin] = field(default_factory=list)
+    bins_raw: list[M.ReliabilityBin] = field(
+        default_factory=list
+    )  # of the raw score (= bins if uncalibrated)
+    calibration: dict[str, Any] | None = None  # the map behind calib/* (fit split and size), None = raw
+    risk_coverage: list[tuple[float, float]] = field(default_factory=list)  # shown confidence
+    risk_coverage_raw: list[tuple[float, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +61,19 @@ class GroupSummary:
             "n_problems": self.n_problems,
             "metrics": {name: m.to_json() for name, m in self.metrics.items()},
             "reliability_bins": [b.to_json() for b in self.bins],
+            "reliability_bins_raw": [b.to_json() for b in self.bins_raw],
+            "calibration": self.calibration if self.calibration is not None else "uncalibrated",
+            "risk_coverage": _thin(self.risk_coverage),
+            "risk_coverage_raw": _thin(self.risk_coverage_raw),
         }
+
+
+def _thin(curve: Sequence[tuple[float, float]], points: int = 21) -> list[list[float]]:
+    """At most ``points`` (coverage, risk) pairs of a curve, for summary.json."""
+    if len(curve) <= points:
+        return [[round(c, 4), round(r, 4)] for c, r in curve]
+    idx = sorted({round(i * (len(curve) - 1) / (points - 1)) for i in range(points)})
+    return [[round(curve[i][0], 4), round(curve[i][1], 4)] for i in idx]
 
 
 def chosen_path(record: dict[str, Any]) -> dict[str, Any] | None:
@@ -103,18 +124,80 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else float("nan")
 
 
-def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]) -> GroupSummary:
-    """All metrics of one (model, strategy) from its problem records."""
+def _bins(conf: Sequence[float], correct: Sequence[bool]) -> list[M.ReliabilityBin]:
+    try:
+        return M.reliability_bins(
+            [c for c in conf if c == c], [y for c, y in zip(conf, correct, strict=True) if c == c]
+        )
+    except ValueError:  # confidences that are not probabilities: no diagram (ece says why)
+        return []
+
+
+def _confidence_metrics(
+    conf: Sequence[float], correct: Sequence[bool], suffix: str, abstain_below: float | None
+) -> dict[str, M.Metric]:
+    """calib/* and select/* of one confidence (``suffix`` '' = the one users see, '_raw')."""
+    out = {
+        f"calib/ece{suffix}": M.ece(conf, correct, name=f"calib/ece{suffix}"),
+        f"calib/brier{suffix}": M.brier(conf, correct, name=f"calib/brier{suffix}"),
+        f"calib/auroc{suffix}": M.auroc(conf, correct, name=f"calib/auroc{suffix}"),
+        f"select/aurc{suffix}": M.aurc(conf, correct, name=f"select/aurc{suffix}"),
+    }
+    for cov in (50, 80):
+        name = f"select/acc_at_{cov}{suffix}"
+        out[name] = M.accuracy_at_coverage(conf, correct, cov / 100, name=name)
+    if abstain_below is not None:
+        kept = [y for c, y in zip(conf, correct, strict=True) if c >= abstain_below]
+        name = f"select/coverage_at_threshold{suffix}"
+        out[name] = M.Metric(name, len(kept) / len(conf), len(conf)) if conf else M.undefined(name, "none")
+        name = f"select/accuracy_answered{suffix}"
+        out[name] = M.accuracy(kept, name=name) if kept else M.undefined(name, "every answer was 'not sure'")
+    return out
+
+
+def summarize_group(
+    model: str,
+    strategy: str,
+    records: Sequence[dict[str, Any]],
+    calibration: Any = None,
+    abstain_below: float | None = None,
+) -> GroupSummary:
+    """All metrics of one (model, strategy) from its problem records.
+
+    ``calibration`` (an `AnswerCalibration`) turns each answer's signals into the P(correct) a
+    user is shown: calib/* and select/* are computed on it, calib/*_raw and select/*_raw on the
+    raw search confidence. Without one both are the raw confidence. ``abstain_below`` adds the
+    share answered and the accuracy on it at that threshold.
+    """
+    from caspo_lite.answer_signals import ANSWER_SIGNALS, signals_from_record
+
     correct = [bool(r["correct"]) for r in records]
-    conf = [_num(r.get("confidence")) for r in records]
+    raw = [_num(r.get("confidence")) for r in records]
+    signals = [signals_from_record(r) for r in records]
+    conf = raw
+    if calibration is not None:
+        probs = [calibration.prob_of(sig, r.get("answer")) for sig, r in zip(signals, records, strict=True)]
+        conf = [float("nan") if p is None else p for p in probs]
     out: dict[str, M.Metric] = {"eval/accuracy": M.accuracy(correct)}
     chosen = [chosen_path(r) for r in records]
     out["eval/step_reliability"] = M.step_reliability(
         correct, [[s.get("label") for s in (p or {}).get("steps", [])] for p in chosen]
     )
-    out["calib/ece"] = M.ece(conf, correct)
-    out["calib/brier"] = M.brier(conf, correct)
-    out["calib/auroc"] = M.auroc(conf, correct)
+    out.update(_confidence_metrics(conf, correct, "", abstain_below))
+    out.update(_confidence_metrics(raw, correct, "_raw", abstain_below))
+    rate = M.accuracy(correct).value
+    out["calib/brier_base_rate"] = (
+        M.brier([rate] * len(correct), correct, name="calib/brier_base_rate")
+        if rate is not None
+        else M.undefined("calib/brier_base_rate", "no problems")
+    )
+    answered = [
+        (sig, y) for sig, y, r in zip(signals, correct, records, strict=True) if r.get("answer") is not None
+    ]
+    for sig_name in ANSWER_SIGNALS:
+        name = f"answer_auroc/{sig_name}"
+        pairs = [(sig[sig_name], y) for sig, y in answered if sig.get(sig_name) is not None]
+        out[name] = M.auroc([c for c, _ in pairs], [y for _, y in pairs], name=name)
     paths = [p for r in records for p in r.get("paths") or []]
     out["calib/path_auroc"] = M.auroc(
         [_num(p.get("path_confidence")) for p in paths],
@@ -134,21 +217,39 @@ def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]
     )
     out["search/branches"] = M.mean("search/branches", [r.get("n_branches", 0) for r in records])
     out["search/pruned"] = M.mean("search/pruned", [r.get("n_pruned", 0) for r in records])
-    try:
-        bins = M.reliability_bins(
-            [c for c in conf if c == c], [y for c, y in zip(conf, correct, strict=True) if c == c]
-        )
-    except ValueError:  # confidences that are not probabilities: no diagram (ece says why)
-        bins = []
-    return GroupSummary(model, strategy, len(records), out, bins)
+    cal_info = None
+    if calibration is not None:
+        cal_info = {"signal": calibration.signal, "method": calibration.method, "source": calibration.source}
+        cal_info.update({k: v for k, v in calibration.fit.items() if k != "records"})
+    finite = [(c, y) for c, y in zip(conf, correct, strict=True) if c == c]
+    finite_raw = [(c, y) for c, y in zip(raw, correct, strict=True) if c == c]
+    return GroupSummary(
+        model,
+        strategy,
+        len(records),
+        out,
+        _bins(conf, correct),
+        _bins(raw, correct),
+        cal_info,
+        list(zip(*M.risk_coverage([c for c, _ in finite], [y for _, y in finite]), strict=True)),
+        list(zip(*M.risk_coverage([c for c, _ in finite_raw], [y for _, y in finite_raw]), strict=True)),
+    )
 
 
-def summarize(records: Iterable[dict[str, Any]]) -> list[GroupSummary]:
-    """One GroupSummary per (model, strategy), in first-seen order."""
+def summarize(
+    records: Iterable[dict[str, Any]],
+    calibrations: Mapping[tuple[str, str], Any] | None = None,
+    abstain_below: float | None = None,
+) -> list[GroupSummary]:
+    """One GroupSummary per (model, strategy), in first-seen order.
+
+    ``calibrations`` maps (model, strategy) to its `AnswerCalibration` (missing = uncalibrated).
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for rec in records:
         groups.setdefault((rec["model"], rec["strategy"]), []).append(rec)
-    return [summarize_group(m, s, recs) for (m, s), recs in groups.items()]
+    cals = calibrations or {}
+    return [summarize_group(m, s, recs, cals.get((m, s)), abstain_below) for (m, s), recs in groups.items()]
 
 
 def summary_json(groups: Sequence[GroupSummary], meta: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +263,8 @@ CONSOLE_COLUMNS: tuple[str, ...] = (
     "calib/ece",
     "calib/brier",
     "calib/auroc",
+    "calib/ece_raw",
+    "select/aurc",
     "step_auroc/entropy",
     "search/tokens",
     "search/latency_s",
@@ -205,6 +308,8 @@ def render_markdown(groups: Sequence[GroupSummary], meta: dict[str, Any], plots:
         "",
         "Metric definitions: docs/metrics.md. ECE uses 15 equal-width bins; step AUROC scores each "
         "signal's step confidence against the labeler's correct/wrong, steps up to the first wrong one.",
+        "",
+        *_calibration_lines(groups),
     ]
     missing = [
         f"- {g.model} / {g.strategy}: `{name}`: {m.reason}"
@@ -217,6 +322,21 @@ def render_markdown(groups: Sequence[GroupSummary], meta: dict[str, Any], plots:
     if plots:
         parts += ["", "## Plots", "", *(f"![{p}]({p})" for p in plots)]
     return "\n".join(parts) + "\n"
+
+
+def _calibration_lines(groups: Sequence[GroupSummary]) -> list[str]:
+    """Which confidence calib/* measures, per group: the calibrated P(correct) or the raw score."""
+    lines = ["Answer confidence in calib/* and select/* (the `_raw` columns: the search's own score):", ""]
+    for g in groups:
+        c = g.calibration
+        what = (
+            f"{c.get('method')} on `{c.get('signal')}`, fitted on {c.get('task', '?')} {c.get('split', '?')} "
+            f"n={c.get('n', '?')}"
+            if c
+            else "uncalibrated (raw score)"
+        )
+        lines.append(f"- {g.model} / {g.strategy}: {what}")
+    return lines
 
 
 COMPARE_METRICS: tuple[str, ...] = ("eval/accuracy", "search/tokens", "search/latency_s")

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.answer_signals import answer_token_confidence, branch_pieces
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.errors import ConfigError, DataError
 from caspo_lite.eval.trace import StepTrace, rebuild_paths
@@ -54,6 +55,7 @@ class EvalSpec:
     confidence: ConfidenceSection = field(default_factory=ConfidenceSection)
     steps: StepsSection = field(default_factory=StepsSection)
     label_steps: bool = True  # run the step labeler (needed for step reliability and step AUROC)
+    abstain_below: float | None = None  # report coverage/accuracy when answers below it say "not sure"
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -85,6 +87,7 @@ class EvalSpec:
             "search": asdict(self.search),
             "confidence": asdict(self.confidence),
             "steps": asdict(self.steps),
+            "abstain_below": self.abstain_below,
         }
 
 
@@ -253,6 +256,7 @@ def problem_record(
     """The JSONL record of one problem: answer, grade, cost, every path with labelled steps."""
     events = getattr(result, "events", []) or []
     traces = rebuild_paths(events)
+    pieces = branch_pieces(events)  # for each path's answer-token confidence (answer_signals)
     parents = {e.branch: e.parent for e in events if isinstance(e, BranchStarted)}
     paths = []
     for fin in result.paths:
@@ -266,6 +270,9 @@ def problem_record(
                 "answer": fin.answer,
                 "correct": bool(task.grade(fin.answer, problem.answer)),
                 "path_confidence": fin.path_confidence,
+                "answer_confidence": answer_token_confidence(
+                    pieces.get(fin.branch, []), fin.text, fin.answer
+                ),
                 "n_tokens": fin.n_tokens,
                 "stop_reason": fin.stop_reason,
                 "steps": [{**s.to_json(), "label": lab} for s, lab in zip(steps, labels, strict=True)],
@@ -361,6 +368,15 @@ def iter_eval(
                 engine.close()
 
 
+def load_calibrations(records: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """(model, strategy) -> the model's answer calibration for that strategy, where one exists."""
+    from caspo_lite.answer_confidence import find_calibration
+
+    keys = {(str(r["model"]), str(r["strategy"])) for r in records}
+    found = {key: find_calibration(*key) for key in keys}
+    return {key: cal for key, cal in found.items() if cal is not None}
+
+
 def write_outputs(out: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json, report.md and the plots from ``problems.jsonl`` (pure of the records)."""
     from caspo_lite.eval.plots import write_plots
@@ -370,7 +386,7 @@ def write_outputs(out: Path, meta: dict[str, Any] | None = None) -> dict[str, An
         cfg = out / CONFIG_FILE
         meta = json.loads(cfg.read_text(encoding="utf-8")) if cfg.exists() else {}
     records = read_records(out / RECORDS_FILE)
-    groups = summarize(records)
+    groups = summarize(records, load_calibrations(records), meta.get("abstain_below"))
     plots = write_plots(groups, records, out)
     summary = summary_json(groups, meta)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")

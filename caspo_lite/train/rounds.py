@@ -250,6 +250,9 @@ def run_round(
                 ledger.mark("dev", accuracy=dev_acc)
                 on_event(TrainEvent("done", r, "dev", info={"accuracy": dev_acc}))
             dev_acc = ledger.info("dev").get("accuracy")
+            from caspo_lite.train.devset import fit_dev_calibration
+
+            fit_dev_calibration(rd.dev, rd.root, cfg)  # answer calibration from the dev answers (#16)
     finally:
         if engine is not None:
             engine.close()

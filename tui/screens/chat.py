@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Tree
 from textual.worker import get_current_worker
 
+from caspo_lite.answer_confidence import AnswerConfidence, confidence_from_events
 from caspo_lite.errors import CaspoError
 from caspo_lite.search.events import AnswerChosen, SearchEvent
 from tui.history import Turn, append_turn, export_tree
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 
 def model_label(ref: str) -> str:
     return Path(ref).name if ref.endswith(".gguf") else ref
+
+
+def shown_answer_confidence(
+    settings: ChatSettings, events: list[SearchEvent], chosen: AnswerChosen
+) -> AnswerConfidence:
+    """What the answer card shows: P(correct) where the model is calibrated, else "uncalibrated"."""
+    return confidence_from_events(settings.model, events, chosen, settings.abstain_below)
 
 
 class ChatScreen(Screen[None]):
@@ -247,7 +255,11 @@ class ChatScreen(Screen[None]):
 
     def _answer_landed(self, event: AnswerChosen) -> None:
         markdown = answer_markdown(
-            self.tree_model.winning_text(), event.answer, event.confidence, event.strategy
+            self.tree_model.winning_text(),
+            event.answer,
+            event.confidence,
+            event.strategy,
+            shown_answer_confidence(self.run_settings or self.caspo.settings, self.events, event),
         )
         self.conversation.add_answer(markdown)
         if event.branch is not None and event.branch in self.tree_model.branches:
@@ -368,8 +380,13 @@ class ChatScreen(Screen[None]):
             tree = turn.tree()
             answer = turn.answer
             if answer is not None:
+                shown = confidence_from_events(
+                    turn.settings.get("model"), turn.events, answer, turn.settings.get("abstain_below")
+                )
                 self.conversation.add_answer(
-                    answer_markdown(tree.winning_text(), answer.answer, answer.confidence, answer.strategy)
+                    answer_markdown(
+                        tree.winning_text(), answer.answer, answer.confidence, answer.strategy, shown
+                    )
                 )
             elif turn.cancelled:
                 self.conversation.add_note("Search cancelled.", "cancelled")

@@ -6,19 +6,33 @@ does not interpret Rich markup either, so model text shows as written.
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Markdown, Static
 
 
-def answer_markdown(text: str | None, answer: str | None, confidence: float, strategy: str) -> str:
-    """The answer card: the winning solution, then the extracted answer and its confidence."""
+def answer_markdown(
+    text: str | None, answer: str | None, confidence: float, strategy: str, shown_conf: Any = None
+) -> str:
+    """The answer card: the winning solution, then the extracted answer and its confidence.
+
+    ``shown_conf`` (an `AnswerConfidence`) makes the confidence the calibrated P(correct) as a
+    percentage with the raw score beside it, or the raw score marked "uncalibrated"; below the
+    abstention threshold the answer reads "not sure" with the best guess after it.
+    """
     parts = []
     if text and text.strip():
         # one step per line: a hard break (two trailing spaces) keeps Markdown from joining them
         parts.append("  \n".join(line.rstrip() for line in text.strip().splitlines()))
     shown = answer if answer is not None else "no answer extracted"
-    parts.append(f"**Answer: {shown}** · confidence {confidence:.2f} · {strategy}")
+    if shown_conf is None:
+        parts.append(f"**Answer: {shown}** · confidence {confidence:.2f} · {strategy}")
+    elif shown_conf.abstained:
+        parts.append(f"**Not sure** (best guess {shown}) · {shown_conf.label()} · {strategy}")
+    else:
+        parts.append(f"**Answer: {shown}** · {shown_conf.label()} · {strategy}")
     return "\n\n".join(parts)
 
 
