@@ -25,6 +25,7 @@ engine; they register themselves with `register_labeler` from the training code.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import re
@@ -37,6 +38,7 @@ from caspo_lite.errors import ConfigError
 from caspo_lite.numbers import format_number, parse_number
 from caspo_lite.quantities import UNIT_CONSTANTS, question_quantities
 from caspo_lite.structure import Form, GoldStructure, build_structure, tree_forms
+from caspo_lite.structure import value as form_value
 from caspo_lite.tasks.base import Problem, Task
 
 
@@ -677,14 +679,19 @@ def unlicensed_operand(trees: Sequence[Any], ctx: ProblemContext, ledger: _Ledge
     return f"{', '.join(format_number(v) for v in bad)}: in neither the question nor an earlier step"
 
 
-def operation_off_path(forms: Sequence[Sequence[Form]], ctx: ProblemContext) -> str | None:
+def operation_off_path(forms: Sequence[Sequence[Form]], ctx: ProblemContext, ledger: _Ledger) -> str | None:
     """A calculation that is part of no gold calculation: an operation the problem lacks
-    ("21 - 14" for "gets 14 more"), or operands combined in a way no reading allows."""
+    ("21 - 14" for "gets 14 more"), or operands combined in a way no reading allows.
+
+    Where the structure is not exact (GSM8K), another route to a gold quantity not worked out
+    yet is accepted ("48 * 1.5" for "48 + 48 / 2"); a second route to one already worked out
+    ("48 - 24 = 24" after "48 / 2 = 24") is not: it is a wrong operation that happens to land.
+    """
     s = ctx.structure
     if s is None:
         return None
     for side in forms:
-        if not any(s.on_path(f) or s.same_quantity(f) for f in side):
+        if not any(s.on_path(f) or (s.same_quantity(f) and form_value(f) not in ledger.results) for f in side):  # noqa: E501
             return "no path to the gold answer uses this calculation"
     return None
 
@@ -692,6 +699,18 @@ def operation_off_path(forms: Sequence[Sequence[Form]], ctx: ProblemContext) -> 
 def final_answer_wrong(steps: Sequence[str], gold_answer: str, task: Task) -> bool:
     """The task's extracted answer (the one grader) disagrees with gold, or there is none."""
     return not task.grade(task.extract_answer("\n".join(steps)), gold_answer)
+
+
+def _record_intermediates(tree: Any, options: Callable[[Fraction], list[Form]], ledger: _Ledger) -> None:
+    """The values inside a calculation ("(3 + 4) * 2": 7) count as worked out."""
+    if tree[0] in ("num", "form"):
+        return
+    forms = tree_forms(tree, options, limit=4)
+    if forms:
+        with contextlib.suppress(ZeroDivisionError):
+            ledger.add_result(form_value(forms[0]), forms)
+    for child in tree[1:]:
+        _record_intermediates(child, options, ledger)
 
 
 def _judge_equation(eq: Equation, ctx: ProblemContext, ledger: _Ledger) -> StepVerdict:
@@ -707,13 +726,18 @@ def _judge_equation(eq: Equation, ctx: ProblemContext, ledger: _Ledger) -> StepV
         trees = [side_tree(side, reading) for side in eq.computations()]
         if any(t is None for t in trees):
             continue
-        error = unlicensed_operand(trees, ctx, ledger)
+        error = None
+        for tree in trees:  # "3 + 2 * 10 = 3 + 20": a side may use what an earlier side worked out
+            error = unlicensed_operand([tree], ctx, ledger)
+            if error:
+                break
+            _record_intermediates(tree, options, ledger)
         if error:
             label = Label.WRONG if ctx.structure is not None else Label.UNKNOWN
             verdict = verdict or StepVerdict(label, "operand", error)
             continue
         forms = [tree_forms(t, options) for t in trees]
-        error = operation_off_path(forms, ctx)
+        error = operation_off_path(forms, ctx, ledger)
         if error:
             verdict = StepVerdict(Label.WRONG, "operation", error)
             continue
