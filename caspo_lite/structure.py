@@ -255,12 +255,21 @@ def build_structure(
 
 
 def _carry(tree: Any, result: Fraction, forms: list[Form]) -> Any:
-    """The tree with its leftmost number, when it is `result`, read as that result's form."""
-    if tree[0] == "num":
-        return ("form", forms) if tree[1] == result else tree
-    if tree[0] == "form":
-        return tree
-    return (tree[0], _carry(tree[1], result, forms), *tree[2:])
+    """The tree with its first number (left to right) equal to `result` read as that result."""
+    done = False
+
+    def walk(node: Any) -> Any:
+        nonlocal done
+        if done or node[0] == "form":
+            return node
+        if node[0] == "num":
+            if node[1] == result:
+                done = True
+                return ("form", forms)
+            return node
+        return (node[0], *(walk(child) for child in node[1:]))
+
+    return walk(tree)
 
 
 def _leaves(tree: Any, out: list[Fraction]) -> None:
