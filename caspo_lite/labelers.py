@@ -691,7 +691,9 @@ def operation_off_path(forms: Sequence[Sequence[Form]], ctx: ProblemContext, led
     if s is None:
         return None
     for side in forms:
-        if not any(s.on_path(f) or (s.same_quantity(f) and form_value(f) not in ledger.results) for f in side):  # noqa: E501
+        if not any(
+            s.on_path(f) or (s.same_quantity(f) and form_value(f) not in ledger.results) for f in side
+        ):
             return "no path to the gold answer uses this calculation"
     return None
 
@@ -761,6 +763,17 @@ def judge_step(text: str, ctx: ProblemContext, ledger: _Ledger) -> StepVerdict:
         if found:
             return found
     return verdicts[0]
+
+
+def label_next_step(problem: Problem, prefix: Sequence[str], step: str, task: Task) -> StepVerdict:
+    """The verdict of one step after `prefix`, as a partial solution: no final-answer rule
+    (the step is not the end of a solution) and no whole-solution rule. For alternatives to
+    a sampled step (DPO pairs), so they are judged with the same checks in the same context."""
+    ctx = problem_context(problem, task)
+    ledger = _Ledger()
+    for earlier in prefix:
+        judge_step(earlier, ctx, ledger)
+    return judge_step(step, ctx, ledger)
 
 
 def explain_solution(
