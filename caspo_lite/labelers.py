@@ -371,6 +371,14 @@ class _Side:
         return len(toks) == 1 and toks[0].kind == "num" and not toks[0].expr
 
     @property
+    def is_fraction(self) -> bool:
+        """A plain fraction, "1/2" or "1 / 2": a result when a calculation stands on the left."""
+        kinds = [t.kind for t in self.toks]
+        if kinds == ["num"]:
+            return self.toks[0].expr
+        return kinds == ["num", "op", "num"] and _OP_NORMAL.get(self.toks[1].text, self.toks[1].text) == "/"
+
+    @property
     def shown(self) -> _Tok | None:
         """The side's single displayed number (the result someone wrote), if that is all it is."""
         tok = self.toks[0]
@@ -443,7 +451,10 @@ class Equation:
 
     def computations(self) -> list[_Side]:
         """The sides that calculate (hold an operator or a fraction), not a bare result ("-3")."""
-        return [side for side in (self.left, self.right) if not side.is_result]
+        sides = [side for side in (self.left, self.right) if not side.is_result]
+        if len(sides) == 2 and self.right.is_fraction:
+            return [self.left]  # "30/60 = 1/2": the right side is the result, written as a fraction
+        return sides
 
     def results(self) -> set[Fraction]:
         """The values this '=' establishes: each side's exact value and the displayed number."""
@@ -612,7 +623,8 @@ def gold_structure(problem: Problem, task: Task) -> GoldStructure | None:
     """The gold solution's calculations as forms, when the task or the problem knows them.
 
     From the task's ``gold_calculations(problem)`` (arith: the exact chain), else the
-    problem's ``meta["calculations"]`` (GSM8K annotations) and its gold steps. Calculations
+    problem's ``meta["calculations"]`` (GSM8K annotations, `structure.annotations`), else its
+    gold steps. Calculations
     that do not reach the gold answer are not a structure (None): a partial gold solution
     would call every other route wrong.
     """
@@ -620,7 +632,7 @@ def gold_structure(problem: Problem, task: Task) -> GoldStructure | None:
     calcs = hook(problem) if callable(hook) else None
     exact = calcs is not None and bool(getattr(task, "exact_structure", False))
     if calcs is None:
-        calcs = (*problem.meta.get("calculations", ()), *problem.gold_steps)
+        calcs = tuple(problem.meta.get("calculations", ())) or problem.gold_steps
     key = (tuple(calcs), problem.question, problem.answer, exact)
     return _structure_cached(key)
 
@@ -679,20 +691,32 @@ def unlicensed_operand(trees: Sequence[Any], ctx: ProblemContext, ledger: _Ledge
     return f"{', '.join(format_number(v) for v in bad)}: in neither the question nor an earlier step"
 
 
-def operation_off_path(forms: Sequence[Sequence[Form]], ctx: ProblemContext, ledger: _Ledger) -> str | None:
+def operation_off_path(
+    forms: Sequence[Sequence[Form]], trees: Sequence[Any], ctx: ProblemContext, ledger: _Ledger
+) -> str | None:
     """A calculation that is part of no gold calculation: an operation the problem lacks
     ("21 - 14" for "gets 14 more"), or operands combined in a way no reading allows.
 
-    Where the structure is not exact (GSM8K), another route to a gold quantity not worked out
-    yet is accepted ("48 * 1.5" for "48 + 48 / 2"); a second route to one already worked out
-    ("48 - 24 = 24" after "48 / 2 = 24") is not: it is a wrong operation that happens to land.
+    Where the structure is not exact (GSM8K), a step that writes a gold calculation number for
+    number is on the path, and so is another route to a gold quantity ("48 * 1.5" for "48 + 48
+    / 2"), unless it gives back one of its own operands ("48 - 24 = 24" after "48 / 2 = 24": a
+    wrong operation that lands on a gold value) or uses a gold result not yet worked out.
     """
     s = ctx.structure
     if s is None:
         return None
-    for side in forms:
+
+    def worked_out(v: Fraction) -> bool:
+        return v in ledger.results or v in ledger.stated
+
+    for side, tree in zip(forms, trees, strict=True):
+        if s.written_like_gold(tree, worked_out):
+            continue
+        operands = set(_leaf_values(tree))
+        other_route = not s.skips_a_result(tree, worked_out)
         if not any(
-            s.on_path(f) or (s.same_quantity(f) and form_value(f) not in ledger.results) for f in side
+            s.on_path(f) or (other_route and s.same_quantity(f) and form_value(f) not in operands)
+            for f in side
         ):
             return "no path to the gold answer uses this calculation"
     return None
@@ -704,14 +728,15 @@ def final_answer_wrong(steps: Sequence[str], gold_answer: str, task: Task) -> bo
 
 
 def _record_intermediates(tree: Any, options: Callable[[Fraction], list[Form]], ledger: _Ledger) -> None:
-    """The values inside a calculation ("(3 + 4) * 2": 7) count as worked out."""
-    if tree[0] in ("num", "form"):
-        return
-    forms = tree_forms(tree, options, limit=4)
-    if forms:
-        with contextlib.suppress(ZeroDivisionError):
-            ledger.add_result(form_value(forms[0]), forms)
-    for child in tree[1:]:
+    """The values inside a calculation ("(3 + 4) * 2": 7) count as worked out (the value of the
+    whole is recorded once the step is judged)."""
+    for child in tree[1:] if tree[0] not in ("num", "form") else ():
+        if child[0] in ("num", "form"):
+            continue
+        forms = tree_forms(child, options, limit=4)
+        if forms:
+            with contextlib.suppress(ZeroDivisionError):
+                ledger.add_result(form_value(forms[0]), forms)
         _record_intermediates(child, options, ledger)
 
 
@@ -739,7 +764,7 @@ def _judge_equation(eq: Equation, ctx: ProblemContext, ledger: _Ledger) -> StepV
             verdict = verdict or StepVerdict(label, "operand", error)
             continue
         forms = [tree_forms(t, options) for t in trees]
-        error = operation_off_path(forms, ctx, ledger)
+        error = operation_off_path(forms, trees, ctx, ledger)
         if error:
             verdict = StepVerdict(Label.WRONG, "operation", error)
             continue

@@ -195,6 +195,24 @@ class GoldStructure:
     numbers: frozenset[Fraction]  # the operands they use (question quantities and constants)
     values: dict[Fraction, tuple[Form, ...]]  # value -> the gold forms of that value
     exact: bool = False  # True: the task knows the one chain (arith); no other route is accepted
+    literal: tuple[Form, ...] = ()  # the calculations as written, every number a plain number
+
+    def written_like_gold(self, tree: Any, worked_out: Any) -> bool:
+        """The step writes (part of) a gold calculation, number for number ("16 / 4" for the
+        gold "16/4"), and each number that gold works out was worked out before (`worked_out`:
+        a skipped step is no excuse). Not for exact structures, where each number's source
+        matters."""
+        if self.exact or self.skips_a_result(tree, worked_out):
+            return False
+        forms = tree_forms(tree, lambda v: [v], limit=1)
+        return bool(forms) and any(is_part_of(forms[0], g) for g in self.literal)
+
+    def skips_a_result(self, tree: Any, worked_out: Any) -> bool:
+        """The step uses a number that gold works out (and the question does not state) before
+        the solution worked it out: the mark of a skipped step, even when it is also a constant."""
+        leaves: list[Fraction] = []
+        _leaves(tree, leaves)
+        return any(v in self.values and v not in self.numbers and not worked_out(v) for v in leaves)
 
     def on_path(self, form: Form) -> bool:
         return isinstance(form, Fraction) or any(is_part_of(form, g) for g in self.forms)
@@ -219,6 +237,7 @@ def build_structure(
     """
     results: dict[Fraction, list[Form]] = {}
     forms: list[Form] = []
+    literal: list[Form] = []
     numbers: set[Fraction] = set()
     previous: tuple[Fraction, list[Form]] | None = None
     for tree, result in calculations:  # type: ignore[misc]
@@ -234,6 +253,8 @@ def build_structure(
                 found.append(v)
             return found
 
+        for f in tree_forms(tree, lambda v: [v], limit=1):
+            literal += [sub for sub in subforms(f) if sub not in literal]
         made = tree_forms(tree, (lambda v: [v]) if exact else options, limit=16)
         for f in made:
             for sub in subforms(f):
@@ -251,7 +272,7 @@ def build_structure(
             values[value(f)] += (f,)
         except ZeroDivisionError:
             continue
-    return GoldStructure(tuple(forms), frozenset(numbers), values, exact)
+    return GoldStructure(tuple(forms), frozenset(numbers), values, exact, tuple(literal))
 
 
 def _carry(tree: Any, result: Fraction, forms: list[Form]) -> Any:
@@ -315,5 +336,13 @@ _CALC = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
 
 
 def annotations(text: str) -> tuple[str, ...]:
-    """GSM8K calculator annotations of a solution text, as 'expr=result' strings."""
-    return tuple(f"{m.group(1)}={m.group(2)}" for m in _CALC.finditer(text))
+    """The calculations of a GSM8K-style solution, line by line: the visible line (its '='s,
+    annotations removed) and then its calculator annotations as 'expr=result' strings. Both,
+    because each misses some: "30/60=1/2 hour" is often unannotated, and "2 x 12 = 24" is
+    sometimes annotated as "<<24=24>>". The '#### N' line is left out."""
+    out: list[str] = []
+    for line in text.rpartition("####")[0].splitlines() if "####" in text else text.splitlines():
+        visible = _CALC.sub("", line).strip()
+        out += [visible] if "=" in visible else []
+        out += [f"{m.group(1)}={m.group(2)}" for m in _CALC.finditer(line)]
+    return tuple(out)
