@@ -12,11 +12,13 @@ from caspo_lite.errors import ConfigError
 from caspo_lite.labelers import (
     LABELERS,
     Label,
+    StepVerdict,
     check_step,
     cut_at_first_wrong,
     explain_solution,
     first_wrong,
     get_labeler,
+    label_next_step,
     label_solution,
     register_labeler,
     verify_step,
@@ -387,3 +389,13 @@ def test_restatements_are_not_wrong() -> None:
     steps = ["Mira starts with 21 shells.", "She gets 14 more: 21 + 14 = 35.", "Now she has 35.",
              "35 * 2 = 70", "Answer: 70"]  # fmt: skip
     assert [v.label for v in explain_solution(problem, steps, task)] == [C] * 5
+
+
+def test_label_next_step_judges_an_alternative_in_its_prefix() -> None:
+    """DPO alternatives are judged as a partial solution: in context, with no final-answer rule."""
+    problem, task = Problem("q", "What is 8 + 10 - 6?", "12"), ArithTask()
+    prefix = ["Step 1: 8 + 10 = 18"]
+    assert label_next_step(problem, prefix, "Step 2: 18 - 6 = 12", task) == StepVerdict(C, "checked")
+    assert label_next_step(problem, prefix, "Step 2: 18 + 6 = 24", task).reason == "operation"
+    assert label_next_step(problem, prefix, "Step 2: 20 - 6 = 14", task).reason == "operand"
+    assert label_next_step(problem, prefix, "So far so good.", task) == StepVerdict(U, "no_check")
