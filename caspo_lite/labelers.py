@@ -18,6 +18,18 @@ Rounding rule: a displayed number with d decimals matches a value v when |v - c|
 non-integer value passes only when the step says it rounds ("round", "about",
 "approximately", "≈", ...) and |v - c| < 1.
 
+Given the problem (`VerifyLabeler`, `explain_solution`), verify also knows what the problem
+allows, one check per error it catches, each verdict naming its `reason` (`REASONS`):
+
+- `arithmetic_error`: an '=' that does not hold;
+- `unlicensed_operand`: a number that is neither a quantity of the question (digits, number
+  words, percentages: `caspo_lite.quantities`), nor a result of an earlier step, nor a task
+  constant (the task's ``constants``): WRONG where the gold structure is known, else UNKNOWN;
+- `operation_off_path`: where the task knows the gold structure (`gold_structure`: arith's
+  exact chain, GSM8K's annotations), a calculation on no path to the gold answer
+  (`caspo_lite.structure`: any order of the terms of a +/- chain is on the path);
+- `final_answer_wrong`: the extracted answer disagrees with gold.
+
 Only steps up to and including the first wrong one are used downstream: later steps are
 conditioned on an error (`cut_at_first_wrong`). `rollout` and `judge` labelers need an
 engine; they register themselves with `register_labeler` from the training code.
