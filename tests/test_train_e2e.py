@@ -128,7 +128,7 @@ def test_dpo_margin_positive_and_gguf_loads(run_dir: Path) -> None:
     finally:
         engine.close()
     summary = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    assert summary["round"] == 1 and summary["pairs/A"] >= 1 and summary["dpo/reward_margin"] > 0
+    assert summary["round"] == 1 and summary["pairs/B"] >= 1 and summary["dpo/reward_margin"] > 0
     assert "eval/dev_accuracy" in summary and "steps/mean_conf_correct" in summary
 
 
