@@ -710,6 +710,48 @@ class _ProgressSink:
                 typer.echo(f"dev answers: {self.done}/{self.total}", err=True)
 
 
+# --- label (issue 12) --------------------------------------------------------------------------
+
+
+@app.command("label")
+@friendly
+def label_command(
+    task: Annotated[str, typer.Option(help="Task family the solutions answer (arith, gsm8k, ...).")],
+    input_: Annotated[Path, typer.Option("--input", help="JSONL: question, answer, solution or steps.")],
+    out: Annotated[Path, typer.Option("--out", help="JSONL: each row plus steps with label and reason.")],
+    labeler: Annotated[str, typer.Option(help="verify, rollout, verify+rollout or judge.")] = "verify",
+    data: Annotated[Path | None, typer.Option(help="Data folder or file of the task (file tasks).")] = None,
+    model: Annotated[str, typer.Option(help="rollout/judge: the model to run.")] = "smollm2-135m",
+    k: Annotated[int, typer.Option("--k", help="rollout: completions per step.")] = 4,
+    max_tokens: Annotated[int, typer.Option(help="rollout: max tokens per completion.")] = 192,
+    seed: Annotated[int, typer.Option(help="rollout: sampling seed.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+) -> None:
+    """Label the steps of solutions you bring: correct / wrong / unknown, and the check that decided."""
+    from caspo_lite.errors import ConfigError
+    from caspo_lite.label_file import LABELERS, explainer, label_file
+    from caspo_lite.tasks import get_task
+
+    if labeler not in LABELERS:
+        raise ConfigError(f"unknown labeler '{labeler}' (known: {', '.join(LABELERS)})")
+    task_ = get_task(task, path=str(data) if data else None)
+
+    def engine() -> object:
+        from caspo_lite.engines import load_engine
+
+        return load_engine(model, n_threads=threads)
+
+    options = {"k": k, "max_tokens": max_tokens, "seed": seed} if "rollout" in labeler else {}
+    result = label_file(task_, input_, out, explainer(labeler, engine, **options))
+    if as_json:
+        echo_json({"out": str(out), **result})
+        return
+    counts = ", ".join(f"{name} {n}" for name, n in sorted(result["labels"].items()))
+    reasons = ", ".join(f"{name} {n}" for name, n in sorted(result["reasons"].items(), key=lambda kv: -kv[1]))
+    typer.echo(f"labelled {result['rows']} solutions -> {out}\nsteps: {counts}\nreasons: {reasons}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -18,6 +18,18 @@ Rounding rule: a displayed number with d decimals matches a value v when |v - c|
 non-integer value passes only when the step says it rounds ("round", "about",
 "approximately", "≈", ...) and |v - c| < 1.
 
+Given the problem (`VerifyLabeler`, `explain_solution`), verify also knows what the problem
+allows, one check per error it catches, each verdict naming its `reason` (`REASONS`):
+
+- `arithmetic_error`: an '=' that does not hold;
+- `unlicensed_operand`: a number that is neither a quantity of the question (digits, number
+  words, percentages: `caspo_lite.quantities`), nor a result of an earlier step, nor a task
+  constant (the task's ``constants``): WRONG where the gold structure is known, else UNKNOWN;
+- `operation_off_path`: where the task knows the gold structure (`gold_structure`: arith's
+  exact chain, GSM8K's annotations), a calculation on no path to the gold answer
+  (`caspo_lite.structure`: any order of the terms of a +/- chain is on the path);
+- `final_answer_wrong`: the extracted answer disagrees with gold.
+
 Only steps up to and including the first wrong one are used downstream: later steps are
 conditioned on an error (`cut_at_first_wrong`). `rollout` and `judge` labelers need an
 engine; they register themselves with `register_labeler` from the training code.
@@ -25,15 +37,20 @@ engine; they register themselves with `register_labeler` from the training code.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Protocol
 
 from caspo_lite.errors import ConfigError
+from caspo_lite.numbers import format_number, parse_number
+from caspo_lite.quantities import UNIT_CONSTANTS, question_quantities
+from caspo_lite.structure import Form, GoldStructure, build_structure, tree_forms
+from caspo_lite.structure import value as form_value
 from caspo_lite.tasks.base import Problem, Task
 
 
@@ -110,6 +127,7 @@ class _Tok:
     decimals: int = 0
     expr: bool = False  # a tight fraction "48/2": a number that is also a calculation
     unit_eq: bool = False  # a number whose unit words run up to "=" ("2 kg = 2 * 1000")
+    parts: tuple[Fraction, Fraction] | None = None  # numerator and denominator of a tight fraction
 
 
 def _number(text: str) -> Fraction:
@@ -129,6 +147,7 @@ def _make_tok(m: re.Match[str]) -> _Tok:
         den = _number(m.group("fden"))
         tok.kind, tok.expr = ("num", True) if den else ("var", False)
         tok.value = _number(m.group("fnum")) / den if den else None
+        tok.parts = (_number(m.group("fnum")), den) if den else None
     elif m.group("num"):
         digits = m.group("num").replace("$", "").replace(",", "").replace(" ", "")
         tok.kind, tok.value, tok.pct = "num", Fraction(digits), bool(m.group("pct"))
@@ -283,12 +302,93 @@ def _value(seg: Sequence[_Tok], scale: Fraction) -> Fraction | None:
 _SCALES = (Fraction(1), Fraction(1, 100))  # "%" read as a plain number, and as /100
 
 
+class _TreeParser(_Parser):
+    """The same grammar as `_Parser`, building an expression tree instead of a value.
+
+    Trees are ``("num", Fraction)``, ``("neg", tree)`` and ``(op, left, right)`` (the shape
+    `caspo_lite.structure.tree_forms` reads); a tight fraction "48/2" is the division it is.
+    """
+
+    def parse_tree(self) -> Any:
+        try:
+            tree = self._sum()
+        except (ZeroDivisionError, OverflowError, ValueError):
+            return None
+        return tree if tree is not None and self.i == len(self.toks) else None
+
+    def _sum(self) -> Any:
+        tree = self._product()
+        while tree is not None and (op := self._op("+-")):
+            rhs = self._product()
+            tree = None if rhs is None else (op, tree, rhs)
+        return tree
+
+    def _product(self) -> Any:
+        tree = self._power()
+        while tree is not None and (op := self._op("*/")):
+            rhs = self._power()
+            tree = None if rhs is None else (op, tree, rhs)
+        return tree
+
+    def _power(self) -> Any:
+        base = self._unary()
+        if base is not None and self._op("^"):
+            exp = self._unary()
+            if exp is None or exp[0] != "num" or exp[1].denominator != 1 or not 0 < exp[1] <= 8:
+                return None
+            tree = base
+            for _ in range(int(exp[1]) - 1):
+                tree = ("*", tree, base)
+            return tree
+        return base
+
+    def _unary(self) -> Any:
+        if self._op("-"):
+            tree = self._unary()
+            return None if tree is None else ("neg", tree)
+        tok = self._peek()
+        if tok is None:
+            return None
+        self.i += 1
+        if tok.kind == "num" and tok.value is not None:
+            if tok.parts is not None:
+                return ("/", ("num", tok.parts[0]), ("num", tok.parts[1]))
+            return ("num", tok.value * self.pct_scale if tok.pct else tok.value)
+        if tok.kind == "lp":
+            tree = self._sum()
+            closing = self._peek()
+            if tree is None or closing is None or closing.kind != "rp":
+                return None
+            self.i += 1
+            return tree
+        return None
+
+
+def side_tree(side: _Side, reading: int) -> Any:
+    """The expression tree of one side of an '=' under a reading of '%'."""
+    return _TreeParser(side.toks, _SCALES[reading]).parse_tree()
+
+
 @dataclass(slots=True)
 class _Side:
     """One side of an '=': its tokens and its value under each reading of '%'."""
 
     toks: list[_Tok]
     values: tuple[Fraction | None, ...]
+
+    @property
+    def is_result(self) -> bool:
+        """A displayed number, perhaps negative: what a calculation gives, not a calculation."""
+        toks = self.toks[1:] if len(self.toks) == 2 and self.toks[0].text in "-−–" else self.toks
+        return len(toks) == 1 and toks[0].kind == "num" and not toks[0].expr
+
+    @property
+    def is_fraction(self) -> bool:
+        """A plain fraction, "1/2" or "1 / 2": a result when a calculation stands on the left."""
+        kinds = [t.kind for t in self.toks]
+        if kinds == ["num"]:
+            return self.toks[0].expr
+        return kinds == ["num", "op", "num"] and _OP_NORMAL.get(self.toks[1].text, self.toks[1].text) == "/"
 
     @property
     def shown(self) -> _Tok | None:
@@ -351,16 +451,49 @@ def _clauses(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if _HAS_EQ.search(text, a, b)]
 
 
+@dataclass(frozen=True, slots=True)
+class Equation:
+    """One checked '=' with what the problem-aware checks need: both sides' tokens, and the
+    readings of '%' (0: plain number, 1: /100) under which the two sides agree."""
+
+    check: Check
+    left: _Side
+    right: _Side
+    readings: tuple[int, ...]
+
+    def computations(self) -> list[_Side]:
+        """The sides that calculate (hold an operator or a fraction), not a bare result ("-3")."""
+        sides = [side for side in (self.left, self.right) if not side.is_result]
+        if len(sides) == 2 and self.right.is_fraction:
+            return [self.left]  # "30/60 = 1/2": the right side is the result, written as a fraction
+        return sides
+
+    def results(self) -> set[Fraction]:
+        """The values this '=' establishes: each side's exact value and the displayed number."""
+        out: set[Fraction] = set()
+        for r in self.readings or (0,):
+            for side in (self.left, self.right):
+                v = side.values[r]
+                if v is not None:
+                    out.add(v)
+        return out
+
+
 def check_step(text: str) -> list[Check]:
     """Every checkable '=' in a step, evaluated exactly (see the module docstring)."""
-    return list(_check_cached(text))
+    return [eq.check for eq in step_equations(text)]
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _check_cached(text: str) -> tuple[Check, ...]:
-    checks: list[Check] = []
+def step_equations(text: str) -> tuple[Equation, ...]:
+    """The checks of a step with their sides (cached: labelers see the same step many times)."""
+    checks: list[Equation] = []
     rounding = bool(_ROUNDING.search(text))
-    runs = [run for a, b in _clauses(text) for run in _runs(_tokenize(text, a, b), at_start=a == 0)]
+    runs = [
+        run
+        for a, b in _clauses(text)
+        for run in _runs(_tokenize(text, a, b), at_start=a == 0 or text[a - 1] == ":")
+    ]
     for run, before in runs:
         segments: list[list[_Tok]] = [[]]
         approx: list[bool] = []
@@ -385,8 +518,9 @@ def _check_cached(text: str) -> tuple[Check, ...]:
             if any(len(side.toks) == 1 and side.toks[0].unit_eq for side in (left, right)):
                 continue  # "2 kg = 2 * 1000 g" converts units; it is not arithmetic
             may_round = rounding or approx[k]
-            ok = _agree(left, right, 0, may_round) or _agree(left, right, 1, may_round)
-            checks.append(Check(_span(text, left.toks), _span(text, right.toks), ok))
+            readings = tuple(r for r in (0, 1) if _agree(left, right, r, may_round))
+            check = Check(_span(text, left.toks), _span(text, right.toks), bool(readings))
+            checks.append(Equation(check, left, right, readings))
     return tuple(checks)
 
 
@@ -402,13 +536,21 @@ def verify_step(text: str) -> Label:
     return Label.CORRECT if all(c.ok for c in checks) else Label.WRONG
 
 
-def label_solution(steps: Sequence[str], gold_answer: str, task: Task) -> list[Label]:
-    """Labels for every step: arithmetic checks, then the final answer against gold.
+def label_solution(
+    steps: Sequence[str], gold_answer: str, task: Task, problem: Problem | None = None
+) -> list[Label]:
+    """Labels for every step: the step checks, then the final answer against gold.
+
+    With `problem` (what `VerifyLabeler` passes) the steps are also checked against the
+    problem: licensed operands and, where the task knows the gold structure, a path to the
+    gold answer (`explain_solution`). Without it only the arithmetic is checked.
 
     The last non-empty step is the final-answer step: it is WRONG when the task's extracted
     answer disagrees with gold (or is missing). Steps with nothing checkable are UNKNOWN,
     unless the whole solution is right (no wrong step, right answer): then CORRECT.
     """
+    if problem is not None:
+        return [v.label for v in explain_solution(problem, steps, task, gold_answer)]
     labels = [verify_step(s) for s in steps]
     if not steps:
         return labels
@@ -419,6 +561,284 @@ def label_solution(steps: Sequence[str], gold_answer: str, task: Task) -> list[L
     if answer_ok and Label.WRONG not in labels:
         labels = [Label.CORRECT if label is Label.UNKNOWN else label for label in labels]
     return labels
+
+
+# --- problem-aware checks -----------------------------------------------------------------------
+
+REASONS = {
+    "arithmetic": "an '=' that does not hold",
+    "operand": "a number that is not in the question, an earlier result or a task constant",
+    "operation": "a calculation on no path to the gold answer (an operation the problem lacks)",
+    "final_answer": "the final answer disagrees with gold",
+    "checked": "every '=' holds and uses licensed numbers on a path to the answer",
+    "no_check": "nothing to check (a restatement or words)",
+    "solution_right": "nothing to check, and the whole solution is right",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StepVerdict:
+    """A step's label with the check that decided it (`REASONS`) and what it saw."""
+
+    label: Label
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProblemContext:
+    """What the problem licenses: its quantities, the task's constants, the gold structure."""
+
+    quantities: frozenset[Fraction]
+    constants: frozenset[Fraction]
+    structure: GoldStructure | None
+
+
+@dataclass
+class _Ledger:
+    """What earlier steps established: results by value (with their forms) and stated numbers."""
+
+    results: dict[Fraction, list[Form]] = field(default_factory=dict)
+    stated: set[Fraction] = field(default_factory=set)
+
+    def add_result(self, v: Fraction, forms: Sequence[Form]) -> None:
+        known = self.results.setdefault(v, [])
+        known += [f for f in forms if f not in known][: max(0, 8 - len(known))]
+
+
+def task_constants(task: Task) -> frozenset[Fraction]:
+    raw = getattr(task, "constants", UNIT_CONSTANTS)
+    return frozenset(Fraction(str(c)) for c in raw)
+
+
+def problem_context(problem: Problem, task: Task) -> ProblemContext:
+    structure = gold_structure(problem, task)
+    return ProblemContext(question_quantities(problem.question), task_constants(task), structure)
+
+
+def _calculations(texts: Sequence[str]) -> list[tuple[Any, Fraction]]:
+    """(expression tree, result) of every calculation in `texts` ('a op b = c' lines)."""
+    out = []
+    for text in texts:
+        for eq in step_equations(text):
+            reading = eq.readings[0] if eq.readings else 0
+            for side in eq.computations():
+                other = eq.right if side is eq.left else eq.left
+                tree = side_tree(side, reading)
+                result = other.values[reading] if other.values[reading] is not None else side.values[reading]
+                if tree is not None and result is not None:
+                    out.append((tree, result))
+    return out
+
+
+def gold_structure(problem: Problem, task: Task) -> GoldStructure | None:
+    """The gold solution's calculations as forms, when the task or the problem knows them.
+
+    From the task's ``gold_calculations(problem)`` (arith: the exact chain), else the
+    problem's ``meta["calculations"]`` (GSM8K annotations, `structure.annotations`), else its
+    gold steps. Calculations
+    that do not reach the gold answer are not a structure (None): a partial gold solution
+    would call every other route wrong.
+    """
+    hook = getattr(task, "gold_calculations", None)
+    calcs = hook(problem) if callable(hook) else None
+    exact = calcs is not None and bool(getattr(task, "exact_structure", False))
+    if calcs is None:
+        calcs = tuple(problem.meta.get("calculations", ())) or problem.gold_steps
+    key = (tuple(calcs), problem.question, problem.answer, exact)
+    return _structure_cached(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _structure_cached(key: tuple[tuple[str, ...], str, str, bool]) -> GoldStructure | None:
+    calcs, question, answer, exact = key
+    items = _calculations(calcs)
+    if not items:
+        return None
+    structure = build_structure(items, question_quantities(question), exact=exact)
+    gold = parse_number(answer)
+    if gold is None or gold not in structure.values:
+        return None
+    return structure
+
+
+def _leaf_values(tree: Any) -> list[Fraction]:
+    if tree[0] == "num":
+        return [tree[1]]
+    return [v for child in tree[1:] for v in _leaf_values(child)]
+
+
+def _licensed(v: Fraction, ctx: ProblemContext, ledger: _Ledger) -> bool:
+    if v in ctx.quantities or v in ctx.constants or v in ledger.results or -v in ledger.results:
+        return True
+    s = ctx.structure
+    return s is not None and (v in s.numbers or (v in ledger.stated and v in s.values))
+
+
+def _options(ctx: ProblemContext, ledger: _Ledger) -> Callable[[Fraction], list[Form]]:
+    """How a number in a step may be read: an earlier result, a restated gold quantity, itself."""
+    s = ctx.structure
+
+    def options(v: Fraction) -> list[Form]:
+        found: list[Form] = list(ledger.results.get(v, ()))
+        if s is not None and v in ledger.stated and v in s.values:
+            found += [f for f in s.values[v] if f not in found]
+        if not found or v in ctx.quantities or v in ctx.constants or (s is not None and v in s.numbers):
+            found.append(v)
+        return found
+
+    return options
+
+
+def arithmetic_error(eq: Equation) -> str | None:
+    """An '=' whose two sides disagree ('12 + 5 = 18')."""
+    return None if eq.check.ok else f"{eq.check.left} = {eq.check.right} does not hold"
+
+
+def unlicensed_operand(trees: Sequence[Any], ctx: ProblemContext, ledger: _Ledger) -> str | None:
+    """A number the problem does not account for: copied wrong, or a result never computed."""
+    bad = [v for t in trees for v in _leaf_values(t) if not _licensed(v, ctx, ledger)]
+    if not bad:
+        return None
+    return f"{', '.join(format_number(v) for v in bad)}: in neither the question nor an earlier step"
+
+
+def operation_off_path(
+    forms: Sequence[Sequence[Form]], trees: Sequence[Any], ctx: ProblemContext, ledger: _Ledger
+) -> str | None:
+    """A calculation that is part of no gold calculation: an operation the problem lacks
+    ("21 - 14" for "gets 14 more"), or operands combined in a way no reading allows.
+
+    Where the structure is not exact (GSM8K), a step that writes a gold calculation number for
+    number is on the path, and so is another route to a gold quantity ("48 * 1.5" for "48 + 48
+    / 2"), unless it gives back one of its own operands ("48 - 24 = 24" after "48 / 2 = 24": a
+    wrong operation that lands on a gold value) or uses a gold result not yet worked out.
+    """
+    s = ctx.structure
+    if s is None:
+        return None
+
+    def worked_out(v: Fraction) -> bool:
+        return v in ledger.results or v in ledger.stated
+
+    for side, tree in zip(forms, trees, strict=True):
+        if s.written_like_gold(tree, worked_out):
+            continue
+        operands = set(_leaf_values(tree))
+        other_route = not s.skips_a_result(tree, worked_out)
+        if not any(
+            s.on_path(f) or (other_route and s.same_quantity(f) and form_value(f) not in operands)
+            for f in side
+        ):
+            return "no path to the gold answer uses this calculation"
+    return None
+
+
+def final_answer_wrong(steps: Sequence[str], gold_answer: str, task: Task) -> bool:
+    """The task's extracted answer (the one grader) disagrees with gold, or there is none."""
+    return not task.grade(task.extract_answer("\n".join(steps)), gold_answer)
+
+
+def _record_intermediates(tree: Any, options: Callable[[Fraction], list[Form]], ledger: _Ledger) -> None:
+    """The values inside a calculation ("(3 + 4) * 2": 7) count as worked out (the value of the
+    whole is recorded once the step is judged)."""
+    for child in tree[1:] if tree[0] not in ("num", "form") else ():
+        if child[0] in ("num", "form"):
+            continue
+        forms = tree_forms(child, options, limit=4)
+        if forms:
+            with contextlib.suppress(ZeroDivisionError):
+                ledger.add_result(form_value(forms[0]), forms)
+        _record_intermediates(child, options, ledger)
+
+
+def _judge_equation(eq: Equation, ctx: ProblemContext, ledger: _Ledger) -> StepVerdict:
+    """One '=' of a step: arithmetic, then operands, then the path, under the best '%' reading."""
+    error = arithmetic_error(eq)
+    if error:
+        for v in eq.results():
+            ledger.add_result(v, [v])
+        return StepVerdict(Label.WRONG, "arithmetic", error)
+    verdict: StepVerdict | None = None
+    options = _options(ctx, ledger)
+    for reading in eq.readings:
+        trees = [side_tree(side, reading) for side in eq.computations()]
+        if any(t is None for t in trees):
+            continue
+        error = None
+        for tree in trees:  # "3 + 2 * 10 = 3 + 20": a side may use what an earlier side worked out
+            error = unlicensed_operand([tree], ctx, ledger)
+            if error:
+                break
+            _record_intermediates(tree, options, ledger)
+        if error:
+            label = Label.WRONG if ctx.structure is not None else Label.UNKNOWN
+            verdict = verdict or StepVerdict(label, "operand", error)
+            continue
+        forms = [tree_forms(t, options) for t in trees]
+        error = operation_off_path(forms, trees, ctx, ledger)
+        if error:
+            verdict = StepVerdict(Label.WRONG, "operation", error)
+            continue
+        on_path = [f for side in forms for f in side if ctx.structure is None or ctx.structure.on_path(f)]
+        for v in eq.results():
+            ledger.add_result(v, on_path or [f for side in forms for f in side] or [v])
+        return StepVerdict(Label.CORRECT, "checked")
+    for v in eq.results():
+        ledger.add_result(v, [v])
+    return verdict or StepVerdict(Label.UNKNOWN, "no_check", "the '=' could not be read")
+
+
+def judge_step(text: str, ctx: ProblemContext, ledger: _Ledger) -> StepVerdict:
+    """A step's verdict given what earlier steps established; records what this one establishes."""
+    verdicts = [_judge_equation(eq, ctx, ledger) for eq in step_equations(text)]
+    ledger.stated |= question_quantities(text)
+    if not verdicts:
+        return StepVerdict(Label.UNKNOWN, "no_check")
+    for label in (Label.WRONG, Label.UNKNOWN):
+        found = next((v for v in verdicts if v.label is label), None)
+        if found:
+            return found
+    return verdicts[0]
+
+
+def label_next_step(problem: Problem, prefix: Sequence[str], step: str, task: Task) -> StepVerdict:
+    """The verdict of one step after `prefix`, as a partial solution: no final-answer rule
+    (the step is not the end of a solution) and no whole-solution rule. For alternatives to
+    a sampled step (DPO pairs), so they are judged with the same checks in the same context."""
+    ctx = problem_context(problem, task)
+    ledger = _Ledger()
+    for earlier in prefix:
+        judge_step(earlier, ctx, ledger)
+    return judge_step(step, ctx, ledger)
+
+
+def explain_solution(
+    problem: Problem, steps: Sequence[str], task: Task, gold_answer: str | None = None
+) -> list[StepVerdict]:
+    """Every step's verdict with its reason: the problem-aware `verify` labeler.
+
+    A step is CORRECT when its arithmetic holds, its operands are licensed (a quantity of the
+    question, an earlier result, a task constant) and, where the gold structure is known,
+    its calculation lies on a path to the gold answer. An unlicensed operand is WRONG where
+    the structure is known and UNKNOWN elsewhere. Then the final-answer rule and the
+    whole-solution rule of `label_solution` apply.
+    """
+    gold = problem.answer if gold_answer is None else gold_answer
+    if not steps:
+        return []
+    ctx = problem_context(problem, task)
+    ledger = _Ledger()
+    verdicts = [judge_step(step, ctx, ledger) for step in steps]
+    final = max((i for i, s in enumerate(steps) if s.strip()), default=len(steps) - 1)
+    answer_wrong = final_answer_wrong(steps, gold, task)
+    if answer_wrong and verdicts[final].label is not Label.WRONG:
+        verdicts[final] = StepVerdict(Label.WRONG, "final_answer", f"gold is {gold}")
+    if not answer_wrong and all(v.label is not Label.WRONG for v in verdicts):
+        verdicts = [
+            StepVerdict(Label.CORRECT, "solution_right") if v.reason == "no_check" else v for v in verdicts
+        ]
+    return verdicts
 
 
 def first_wrong(labels: Sequence[Label]) -> int | None:
@@ -448,7 +868,10 @@ class VerifyLabeler:
     name: str = "verify"
 
     def label(self, problem: Problem, steps: Sequence[str], task: Task) -> list[Label]:
-        return label_solution(steps, problem.answer, task)
+        return label_solution(steps, problem.answer, task, problem=problem)
+
+    def explain(self, problem: Problem, steps: Sequence[str], task: Task) -> list[StepVerdict]:
+        return explain_solution(problem, steps, task)
 
 
 LABELERS: dict[str, Callable[..., Labeler]] = {"verify": VerifyLabeler}

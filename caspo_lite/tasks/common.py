@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from caspo_lite.errors import DataError
+from caspo_lite.quantities import UNIT_CONSTANTS
 from caspo_lite.tasks import data
 from caspo_lite.tasks.answers import extract_numeric_answer, grade_numeric
 from caspo_lite.tasks.base import Problem, Prompt
@@ -61,6 +62,9 @@ class WordProblemTask:
     name: str = "word"
     path: str | None = None
     prompt_style: str = "chat"
+    # Numbers a step may use that the question does not state (unit conversions, "half"):
+    # the verify labeler's licence for them (`caspo_lite.quantities.UNIT_CONSTANTS`).
+    constants: tuple[str, ...] = UNIT_CONSTANTS
 
     def __post_init__(self) -> None:
         if self.prompt_style not in PROMPT_STYLES:

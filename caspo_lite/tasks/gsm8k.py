@@ -8,7 +8,8 @@ after ``####``.
 Splits: ``train`` = train.jsonl minus its last 500 rows, ``dev`` = those 500 rows (held out
 from training for model selection), ``test`` = test.jsonl (1319 rows). Problem ids carry the
 0-based row index in the file: ``gsm8k-train-17`` is line 18 of train.jsonl, for both the
-train and dev splits.
+train and dev splits. ``meta["calculations"]`` keeps the annotations ("48/2=24"): the verify
+labeler reads the gold structure from them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import ClassVar
 
 from caspo_lite.errors import DataError
 from caspo_lite.numbers import normalize_number_text
+from caspo_lite.structure import annotations
 from caspo_lite.tasks.base import Problem
 from caspo_lite.tasks.common import WordProblemTask, rows_of
 from caspo_lite.tasks.data import field
@@ -56,7 +58,8 @@ class GSM8KTask(WordProblemTask):
             if gold is None:
                 raise DataError(f"{file}:{lineno}: field 'answer' has no '#### <number>' final line")
             steps, answer = gold
-            problems.append(Problem(f"gsm8k-{source}-{index}", question, answer, steps, {"line": lineno}))
+            meta = {"line": lineno, "calculations": annotations(str(row["answer"]))}
+            problems.append(Problem(f"gsm8k-{source}-{index}", question, answer, steps, meta))
         if split == "train":
             return problems[:-N_DEV]
         if split == "dev":

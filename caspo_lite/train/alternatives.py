@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from caspo_lite.confidence import step_confidence
-from caspo_lite.labelers import Label, verify_step
+from caspo_lite.labelers import Label, label_next_step
 from caspo_lite.pairs import (
     CORRECT,
     WRONG,
@@ -75,8 +75,8 @@ def label_alternative(labeler: Any, task: Task, problem: Problem, prefix: Sequen
     answer = task.extract_answer(alt)
     if answer is not None:
         return CORRECT if task.grade(answer, problem.answer) else WRONG
-    if getattr(labeler, "name", "") == "verify":
-        return str(verify_step(alt))
+    if getattr(labeler, "name", "") == "verify":  # the problem-aware checks, in the prefix's context
+        return str(label_next_step(problem, prefix, alt, task).label)
     return str(labeler.label(problem, [*prefix, alt], task)[-1] if prefix or alt else Label.UNKNOWN)
 
 

@@ -58,7 +58,10 @@ class SampleSection:
 
 @dataclass
 class LabelsSection:
-    labeler: str = _f("verify", "Step labeler: verify (exact arithmetic + gold answer), rollout, judge.")
+    labeler: str = _f(
+        "verify",
+        "Step labeler: verify (arithmetic, licensed operands, path to gold), rollout, verify+rollout, judge.",
+    )
     rollout_k: int = _f(4, "rollout: completions sampled from each step's prefix.")
     rollout_min_frac: float = _f(
         0.5, "rollout: a step is correct if at least this share reaches the gold answer."
@@ -68,7 +71,7 @@ class LabelsSection:
     judge_max_tokens: int = _f(8, "judge: max tokens of the verdict.")
 
     def __post_init__(self) -> None:
-        _choice("labels.labeler", self.labeler, ("verify", "rollout", "judge"))
+        _choice("labels.labeler", self.labeler, ("verify", "rollout", "verify+rollout", "judge"))
         _positive("labels.rollout_k", self.rollout_k)
         if not 0.0 < self.rollout_min_frac <= 1.0:
             raise ValueError(f"labels.rollout_min_frac must be in (0, 1], got {self.rollout_min_frac}")

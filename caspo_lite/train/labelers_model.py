@@ -12,11 +12,13 @@ each label costs k rollouts or one judge call.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from caspo_lite.engines.base import Engine
-from caspo_lite.labelers import Label, register_labeler
+from caspo_lite.errors import ConfigError
+from caspo_lite.labelers import Label, StepVerdict, explain_solution, register_labeler
 from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import BranchFinished
 from caspo_lite.search.runner import Runner
@@ -30,14 +32,28 @@ JUDGE_TEMPLATE = (
     "Is the next step correct? Reply with one word, CORRECT or WRONG.\nVerdict:"
 )
 _VERDICT = re.compile(r"\b(correct|wrong|incorrect)\b", re.IGNORECASE)
+_ANSWER_STEP = re.compile(r"(?i)answer|####|\\boxed")
 
 
 def _run(
-    engine: Engine, text: str, n: int, sampler: Sampler, task: Task, rule: StepRule, max_tokens: int
+    engine: Engine,
+    text: str,
+    n: int,
+    sampler: Sampler,
+    task: Task,
+    rule: StepRule,
+    max_tokens: int,
+    stop: tuple[str, ...] = (),
 ) -> list[str]:
-    """n completions of raw ``text``; returns their texts."""
+    """n completions of raw ``text`` (ended by `stop` as the sampler ends them); their texts."""
     runner = Runner(
-        engine, Prompt(text=text), task.extract_answer, n, sampler, step_rule=rule, max_tokens=max_tokens
+        engine,
+        Prompt(text=text, stop=stop),
+        task.extract_answer,
+        n,
+        sampler,
+        step_rule=rule,
+        max_tokens=max_tokens,
     )
     runner.open()
     out: list[str] = []
@@ -51,9 +67,27 @@ def _run(
     return out
 
 
+def problem_seed(seed: int, problem_id: str, step: int) -> int:
+    """A seed per (run seed, problem, step): problems no longer share the rollouts of step i."""
+    return (seed * 1_000_003 + zlib.crc32(problem_id.encode("utf-8")) * 1009 + step) % (2**31 - 1)
+
+
+def _joined(steps: Sequence[str]) -> str:
+    """Steps as solution text: sampled steps keep their newline, user steps get one."""
+    return "".join(s if s.endswith("\n") else s + "\n" for s in steps)
+
+
 @dataclass
 class RolloutLabeler:
-    """A step is correct when at least ``min_frac`` of ``k`` completions from its end reach gold."""
+    """A step is correct when at least ``min_frac`` of ``k`` completions from its end reach gold.
+
+    Completions run from the prompt the solution was sampled with (``problem.meta
+    ["prompt_text"]``, else the task's prompt) and stop where the sampler stops (the task
+    prompt's stop strings). Seeds differ per problem and step (`problem_seed`), and the
+    verdict of a prefix is cached, so sibling solutions that share a prefix are rolled out
+    once. With ``mode="verify+rollout"`` the problem-aware verify labeler decides every step
+    it can, and rollouts label only the steps it leaves unknown.
+    """
 
     engine: Engine
     k: int = 4
@@ -62,26 +96,59 @@ class RolloutLabeler:
     temperature: float = 0.8
     seed: int = 0
     rule: StepRule = StepRule()
+    mode: str = "rollout"  # or "verify+rollout"
     name: str = "rollout"
+    cache: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+    rollouts: int = 0  # completions run so far (the cost; the cache keeps it down)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("rollout", "verify+rollout"):
+            raise ConfigError(
+                f"rollout labeler: mode must be 'rollout' or 'verify+rollout', got {self.mode!r}"
+            )
+
+    def _base(self, problem: Problem, task: Task) -> tuple[str, tuple[str, ...]]:
+        prompt = task.prompt(problem)
+        text = problem.meta.get("prompt_text") or prompt.text
+        if text is None:
+            text = "\n".join(m["content"] for m in prompt.messages) + "\n"
+        return str(text), tuple(prompt.stop)
+
+    def _reaches_gold(self, problem: Problem, task: Task, steps: Sequence[str], i: int) -> bool:
+        prefix = _joined(steps[: i + 1])
+        key = (problem.id, prefix)
+        if key not in self.cache:
+            answer = task.extract_answer(steps[i]) if _ANSWER_STEP.search(steps[i]) else None
+            if answer is not None:  # the step states a final answer: grade it directly
+                self.cache[key] = task.grade(answer, problem.answer)
+            else:
+                base, stop = self._base(problem, task)
+                sampler = Sampler(self.temperature, 1.0, seed=problem_seed(self.seed, problem.id, i))
+                texts = _run(
+                    self.engine, base + prefix, self.k, sampler, task, self.rule, self.max_tokens, stop
+                )
+                self.rollouts += len(texts)
+                hits = sum(task.grade(task.extract_answer(prefix + t), problem.answer) for t in texts)
+                self.cache[key] = hits >= self.min_frac * self.k
+        return self.cache[key]
 
     def label(self, problem: Problem, steps: Sequence[str], task: Task) -> list[Label]:
-        base = str(problem.meta.get("prompt_text", problem.question + "\n"))
-        labels: list[Label] = []
+        return [v.label for v in self.explain(problem, steps, task)]
+
+    def explain(self, problem: Problem, steps: Sequence[str], task: Task) -> list[StepVerdict]:
+        checked = explain_solution(problem, steps, task) if self.mode == "verify+rollout" else None
+        verdicts: list[StepVerdict] = []
         for i in range(len(steps)):
-            prefix = "".join(steps[: i + 1])
-            answer = task.extract_answer(prefix)
-            if answer is not None:  # the step states a final answer: grade it directly
-                ok = task.grade(answer, problem.answer)
+            if checked is not None and checked[i].label is not Label.UNKNOWN:
+                verdict = checked[i]
             else:
-                sampler = Sampler(self.temperature, 1.0, seed=self.seed * 1_000_003 + i)
-                texts = _run(self.engine, base + prefix, self.k, sampler, task, self.rule, self.max_tokens)
-                hits = sum(task.grade(task.extract_answer(prefix + t), problem.answer) for t in texts)
-                ok = hits >= self.min_frac * self.k
-            labels.append(Label.CORRECT if ok else Label.WRONG)
-            if not ok:
-                labels.extend([Label.UNKNOWN] * (len(steps) - i - 1))
+                ok = self._reaches_gold(problem, task, steps, i)
+                verdict = StepVerdict(Label.CORRECT if ok else Label.WRONG, "rollout")
+            verdicts.append(verdict)
+            if verdict.label is Label.WRONG:
+                verdicts.extend([StepVerdict(Label.UNKNOWN, "after_wrong")] * (len(steps) - i - 1))
                 break
-        return labels
+        return verdicts
 
 
 def parse_verdict(text: str) -> Label:
@@ -120,8 +187,14 @@ class JudgeLabeler:
         return labels
 
 
+def verify_rollout(**options: object) -> RolloutLabeler:
+    """The combined labeler: verify where it decides, rollouts where it says unknown."""
+    return RolloutLabeler(**{**options, "mode": "verify+rollout", "name": "verify+rollout"})  # type: ignore[arg-type]
+
+
 def register() -> None:
     register_labeler("rollout", RolloutLabeler)
+    register_labeler("verify+rollout", verify_rollout)
     register_labeler("judge", JudgeLabeler)
 
 

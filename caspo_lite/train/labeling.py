@@ -7,7 +7,8 @@ labeler (``--set labels.labeler=rollout``) without resampling.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from caspo_lite.errors import DataError
@@ -15,11 +16,19 @@ from caspo_lite.pairs import LABELS, ProblemSamples, Solution, Step
 from caspo_lite.tasks.base import Problem, Task
 
 
-def label_record(sample: dict[str, Any], labeler: Any, task: Task) -> dict[str, Any]:
-    """Labels for every solution of one samples record."""
+def label_record(
+    sample: dict[str, Any], labeler: Any, task: Task, source: Problem | None = None
+) -> dict[str, Any]:
+    """Labels for every solution of one samples record.
+
+    `source` is the loaded problem the record was sampled from: its gold steps and meta (GSM8K
+    annotations) give the verify labeler the gold structure a samples record does not keep.
+    """
     problem = Problem(
         sample["problem_id"], sample["question"], sample["gold"], meta={"prompt_text": sample["prompt"]}
     )
+    if source is not None and source.id == problem.id:
+        problem = replace(problem, gold_steps=source.gold_steps, meta={**source.meta, **problem.meta})
     out = []
     for sol in sample["solutions"]:
         steps = [st["text"] for st in sol["steps"]]
@@ -34,11 +43,13 @@ def label_round(
     task: Task,
     appender: Any,
     on_problem: Callable[[int, int], None] | None = None,
+    problems: Mapping[str, Problem] | None = None,
 ) -> int:
     new = 0
     for i, sample in enumerate(samples):
         if sample["problem_id"] not in appender.done:
-            appender.append(label_record(sample, labeler, task))
+            source = (problems or {}).get(sample["problem_id"])
+            appender.append(label_record(sample, labeler, task, source))
             new += 1
         if on_problem:
             on_problem(i + 1, len(samples))

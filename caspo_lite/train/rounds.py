@@ -171,7 +171,8 @@ def run_round(
             t0 = time.perf_counter()
             labeler = _labeler(cfg, engine_, get_labeler)
             with JsonlAppender(rd.labels, "problem_id") as out:
-                label_round(samples, labeler, task, out, _progress(on_event, r, "label"))
+                by_id = {p.id: p for p in train}
+                label_round(samples, labeler, task, out, _progress(on_event, r, "label"), by_id)
             ledger.mark("label", time_s=time.perf_counter() - t0, labeler=cfg.labels.labeler)
             on_event(TrainEvent("done", r, "label"))
         labels = {rec["problem_id"]: rec for rec in read_jsonl(rd.labels, "problem_id")}
@@ -290,12 +291,12 @@ def _tokenizer(hf_dir: Path) -> Any:
 
 def _labeler(cfg: TrainConfig, engine_: Callable[[], Any], get_labeler: Callable[..., Any]) -> Any:
     lc = cfg.labels
-    if lc.labeler == "rollout":
+    if lc.labeler in ("rollout", "verify+rollout"):
         from caspo_lite.steps import StepRule
 
         rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
         return get_labeler(
-            "rollout",
+            lc.labeler,
             engine=engine_(),
             k=lc.rollout_k,
             min_frac=lc.rollout_min_frac,
