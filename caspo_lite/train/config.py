@@ -154,8 +154,13 @@ class DpoSection:
     save_steps: int = _f(20, "Checkpoint every N steps so a killed run resumes mid-DPO.")
     logging_steps: int = _f(1, "Log DPO metrics every N steps.")
     seed: int = _f(0, "Trainer seed.")
+    num_processes: int = _f(1, "> 1: run the DPO stage under `accelerate launch` with this many processes.")
+    accelerate_config: str = _f(
+        "", "accelerate config for the launch (recipes/accelerate/*.yaml: DDP, ZeRO-2/3, FSDP); '' = DDP."
+    )
 
     def __post_init__(self) -> None:
+        _positive("dpo.num_processes", self.num_processes)
         _choice("dpo.backend", self.backend, ("auto", "trl", "unsloth"))
         _positive("dpo.beta", self.beta)
         _positive("dpo.sft_weight", self.sft_weight, allow_zero=True)

@@ -218,14 +218,21 @@ def run_round(
 
             backend = choose_backend(cfg.dpo.backend)
             t0 = time.perf_counter()
-            res = train_dpo(
-                policy.hf_dir,
-                pairs,
-                rd.root,
-                cfg.dpo,
-                backend,
-                on_progress=lambda s, t, _logs: on_event(TrainEvent("progress", r, "dpo", s, t)),
-            )
+            if cfg.dpo.num_processes > 1:  # accelerate launch; rank 0 writes the round's files
+                from caspo_lite.train.dpo_launch import launch_dpo
+
+                res = launch_dpo(
+                    rd.root, policy.hf_dir, backend.name, cfg.dpo.num_processes, cfg.dpo.accelerate_config
+                )
+            else:
+                res = train_dpo(
+                    policy.hf_dir,
+                    pairs,
+                    rd.root,
+                    cfg.dpo,
+                    backend,
+                    on_progress=lambda s, t, _logs: on_event(TrainEvent("progress", r, "dpo", s, t)),
+                )
             shutil.rmtree(rd.root / "dpo", ignore_errors=True)  # checkpoints are only for resuming
             ledger.mark(
                 "dpo",
