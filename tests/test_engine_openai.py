@@ -241,3 +241,47 @@ def test_sampling_stage_on_the_endpoint(llama_server: str, tiny_gguf: Path, tiny
     assert reference["solutions"][0]["engine"] == "llama_cpp"
     # the tiny model mostly writes 'Step k: ...' lines ending with an Answer line, remote as local
     assert sum(s["answer"] is not None for s in record["solutions"]) >= 2
+
+
+def test_replay_cuts_where_the_runner_would() -> None:
+    """Remote tokens go through the same step rule; a path ends at an Answer line or a stop string."""
+    from caspo_lite.engines.openai import RemoteCompletion, RemoteToken
+    from caspo_lite.steps import StepRule
+    from caspo_lite.tasks.answers import extract_numeric_answer
+    from caspo_lite.train.remote_sampling import replay
+
+    def completion(pieces: list[str], finish: str = "length") -> RemoteCompletion:
+        toks = tuple(RemoteToken(p, -0.1, (-0.1, -3.0), 0.2, 0.4) for p in pieces)
+        return RemoteCompletion("".join(pieces), toks, finish, "openai:m@http://x")
+
+    rule = StepRule(r"\n", 2, 48)
+    pieces = [
+        "Step",
+        " 1",
+        ":",
+        " 2",
+        " +",
+        " 3",
+        " =",
+        " 5",
+        "\n",
+        "Answer",
+        ":",
+        " 5",
+        "\n",
+        "Q",
+        ":",
+        " more",
+    ]
+    trace, text, reason = replay(completion(pieces), rule, (), extract_numeric_answer, 64, lambda t: 0.5)
+    assert reason == "answer" and text == "Step 1: 2 + 3 = 5\nAnswer: 5\n" and trace.step_lens == [9, 4]
+    trace, text, reason = replay(
+        completion(pieces), rule, ("\nQ:",), extract_numeric_answer, 10, lambda t: 0.5
+    )
+    assert reason == "max tokens" and len(trace.pieces) == 10  # max_tokens before the answer line
+    no_answer = ["Step", " 1", ":", " 7", "\n", "Q", ":", " next"]
+    trace, text, reason = replay(
+        completion(no_answer), rule, ("\nQ:",), extract_numeric_answer, 64, lambda t: 0.5
+    )
+    assert reason == "stop string" and text == "Step 1: 7"
+    assert trace.confs == [0.5] * len(trace.pieces)
