@@ -275,3 +275,16 @@ def test_api_key_and_a_full_queue_answers_503(tiny_gguf: Path) -> None:
     finally:
         gate.set()
         pool.close()
+
+
+def test_a_search_that_could_overflow_the_kv_cache_is_refused_up_front(client: Any) -> None:
+    """16 SC paths x 128 tokens cannot share a 1024-token context: a 400 before any decoding."""
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=128,
+            extra_body={"caspo": {**CHAT, "strategy": "sc", "k": 16}},
+        )
+    assert err.value.body["code"] == "context_length_exceeded" and err.value.body["param"] == "caspo.k"
+    assert "KV cells" in err.value.body["message"]

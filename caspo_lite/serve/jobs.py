@@ -46,6 +46,7 @@ class SearchJob:
     k: int
     max_tokens: int
     want_tree: bool = False
+    slots: int = 1  # paths the strategy keeps alive at once (each may grow to max_tokens)
     on_event: Callable[[SearchEvent], None] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     prompt_tokens: int = 0  # set by `execute` once rendered
@@ -100,6 +101,15 @@ def _search_of(req: _Common, defaults: ServeDefaults, limits: ServeLimits) -> tu
     return name, search, confidence
 
 
+def live_paths(search: SearchSection) -> int:
+    """Most paths a strategy keeps alive at once (the engine session it opens holds that many)."""
+    if search.strategy == "greedy":
+        return 1
+    if search.strategy == "cat":
+        return min(search.beam_width, search.k)
+    return search.k  # sc, bon: k together; deepconf: at most k
+
+
 def _strategy(
     name: str, search: SearchSection, confidence: ConfidenceSection, steps: StepsSection
 ) -> Strategy:
@@ -151,7 +161,9 @@ def chat_job(req: ChatRequest, defaults: ServeDefaults, limits: ServeLimits) -> 
         if req.stop:
             prompt = replace(prompt, stop=prompt.stop + stop_list(req.stop))
     strategy = _strategy(name, search, confidence, defaults.steps)
-    return SearchJob(prompt, extract, strategy, name, search.k, search.max_tokens, req.caspo.tree)
+    return SearchJob(
+        prompt, extract, strategy, name, search.k, search.max_tokens, req.caspo.tree, live_paths(search)
+    )
 
 
 def completion_job(req: CompletionRequest, defaults: ServeDefaults, limits: ServeLimits) -> SearchJob:
@@ -179,7 +191,9 @@ def completion_job(req: CompletionRequest, defaults: ServeDefaults, limits: Serv
         extract = _task(req.caspo.task, get_task).extract_answer
     strategy = _strategy(name, search, confidence, defaults.steps)
     prompt = Prompt(text=text, stop=stop_list(req.stop))
-    return SearchJob(prompt, extract, strategy, name, search.k, search.max_tokens, req.caspo.tree)
+    return SearchJob(
+        prompt, extract, strategy, name, search.k, search.max_tokens, req.caspo.tree, live_paths(search)
+    )
 
 
 def _task(name: str, get_task: Callable[..., Any]) -> Any:
@@ -202,6 +216,16 @@ def check_fits(engine: Engine, job: SearchJob) -> list[int]:
             f"the prompt is {len(ids)} tokens; with max_tokens = {job.max_tokens} it exceeds this "
             f"model's context of {n_ctx} tokens",
             "messages",
+            "context_length_exceeded",
+        )
+    cells = len(ids) + job.slots * job.max_tokens  # the KV cache is shared: prompt once + each live path
+    if n_ctx and cells > n_ctx:
+        raise ApiError(
+            400,
+            f"{job.slots} paths alive at once x max_tokens = {job.max_tokens} + a {len(ids)}-token prompt "
+            f"can need {cells} KV cells, more than the context of {n_ctx}; lower caspo.k / "
+            "caspo.beam_width / max_tokens (or start the server with a larger --ctx)",
+            "caspo.k",
             "context_length_exceeded",
         )
     return ids
