@@ -258,8 +258,13 @@ def create_app(
                         yield _sse(responder.chunk({}, caspo=item))
                 try:
                     content, reason, usage, caspo = finish(ticket)
-                except ApiError as exc:
+                except ApiError as exc:  # headers are sent: the error goes in the stream (clients raise it)
                     yield _sse(exc.body())
+                    completed = True
+                    return
+                except Exception as exc:
+                    log.exception("search failed mid-stream")
+                    yield _sse(error_body(f"internal error: {exc}", "server_error"))
                     completed = True
                     return
                 yield _sse(responder.chunk({"content": content}))
