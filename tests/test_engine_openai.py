@@ -8,6 +8,7 @@ engine's exact ones on the same greedy tokens.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -285,3 +286,30 @@ def test_replay_cuts_where_the_runner_would() -> None:
     )
     assert reason == "stop string" and text == "Step 1: 7"
     assert trace.confs == [0.5] * len(trace.pieces)
+
+
+@pytest.mark.slow
+def test_a_training_round_samples_on_the_endpoint(llama_server: str, tmp_path: Path) -> None:
+    """`train` with sample.engine = openai: round 1 samples the base model remotely, the rest runs here."""
+    from caspo_lite.train.config import load_train_config
+    from caspo_lite.train.ledger import read_jsonl
+    from caspo_lite.train.rounds import train
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny-ci.toml"
+    overrides = ["rounds.n=1", "rounds.dev_eval=false", "task.n_train=6", "dpo.max_steps=2"]
+    overrides += [
+        "sample.engine='openai'",
+        f"sample.endpoint='{llama_server}'",
+        "sample.endpoint_model='tiny'",
+    ]
+    out = tmp_path / "remote"
+    train(load_train_config(recipe, overrides), out)
+    rd = out / "round-1"
+    stages = json.loads((rd / "ledger.json").read_text())["stages"]
+    assert stages["sample"]["engine"] == f"openai:tiny@{llama_server}"
+    assert {"label", "pairs", "dpo", "export"} <= set(stages)
+    samples = read_jsonl(rd / "samples.jsonl", "problem_id")
+    assert len(samples) == 6 and all(
+        s["engine"] == f"openai:tiny@{llama_server}" for rec in samples for s in rec["solutions"]
+    )
+    assert (rd / "adapter" / "adapter_config.json").is_file()
