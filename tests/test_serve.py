@@ -288,3 +288,26 @@ def test_a_search_that_could_overflow_the_kv_cache_is_refused_up_front(client: A
         )
     assert err.value.body["code"] == "context_length_exceeded" and err.value.body["param"] == "caspo.k"
     assert "KV cells" in err.value.body["message"]
+
+
+# -- the CLI: bad settings are one-line errors, before any model is loaded -----------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--workers", "0"], "--workers 0"),
+        (["--strategy", "magic"], "unknown search strategy 'magic'"),
+        (["--ctx", "16"], "--ctx 16"),
+        (["--model", "/nonexistent/model.gguf"], "model.gguf"),
+    ],
+)
+def test_serve_cli_bad_settings_are_one_line_errors(args: list[str], needle: str) -> None:
+    from typer.testing import CliRunner
+
+    from caspo_lite.cli import app
+
+    result = CliRunner().invoke(app, ["serve", *args])
+    assert result.exit_code != 0 and (result.exception is None or isinstance(result.exception, SystemExit))
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
