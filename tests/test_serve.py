@@ -311,3 +311,59 @@ def test_serve_cli_bad_settings_are_one_line_errors(args: list[str], needle: str
     assert result.exit_code != 0 and (result.exception is None or isinstance(result.exception, SystemExit))
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], result.output
+
+
+class _SlowEngine:
+    """The real engine with every decode call slowed down: a search that lasts long enough to leave."""
+
+    def __init__(self, engine: LlamaCppEngine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def session(self, n_seqs: int) -> Any:
+        inner = self._engine.session(n_seqs)
+
+        class Slow:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def decode(self, tokens: dict[int, int]) -> Any:
+                time.sleep(0.1)
+                return inner.decode(tokens)
+
+        return Slow()
+
+
+def test_a_client_that_leaves_mid_stream_cancels_its_search(tiny_gguf: Path) -> None:
+    import http.client
+
+    pool = WorkerPool([_SlowEngine(_engine(tiny_gguf))])  # type: ignore[list-item]
+    app, _ = build_app(
+        ServeSettings(model=str(tiny_gguf)),
+        ServeDefaults(SearchSection(k=2, max_tokens=120)),
+        LIMITS,
+        pool=pool,
+    )
+    body = {"model": MODEL, "messages": QUESTION, "stream": True, "caspo": {**CHAT, "strategy": "sc"}}
+    try:
+        with ServerThread(app) as url:
+            host, port = url.split("//")[1].split("/")[0].split(":")
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            conn.request(
+                "POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+            )
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.readline().startswith(
+                b"data: "
+            )  # the role chunk: search running
+            conn.sock.close()  # leave without reading the rest
+            conn.close()
+            deadline = time.monotonic() + 20
+            while pool.status()["served"] < 1:
+                assert time.monotonic() < deadline, pool.status()
+                time.sleep(0.05)
+            assert pool.status()["cancelled"] == 1  # stopped between two tokens, not run to the end
+    finally:
+        pool.close()

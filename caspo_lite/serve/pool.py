@@ -43,6 +43,7 @@ class WorkerPool:
         self.queue: queue.Queue[Ticket | None] = queue.Queue(maxsize=max(1, queue_size))
         self.busy = 0
         self.served = 0
+        self.cancelled = 0  # searches stopped early because their client went away
         self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._work, args=(e,), name=f"caspo-serve-worker-{i}", daemon=True)
@@ -87,6 +88,7 @@ class WorkerPool:
             "queued": self.queue.qsize(),
             "queue_size": self.queue.maxsize,
             "served": self.served,
+            "cancelled": self.cancelled,
         }
 
     def _work(self, engine: Engine) -> None:
@@ -111,6 +113,7 @@ class WorkerPool:
             with self._lock:  # counted before the request sees its answer
                 self.busy -= 1
                 self.served += 1
+                self.cancelled += bool(result is not None and result.cancelled)
             if error is not None:
                 if not ticket.accepted.done():
                     ticket.accepted.set_exception(error)
