@@ -9,7 +9,7 @@ Streaming: the answer is only known when the search has chosen it, so a stream s
 at once, then (unless ``caspo.progress`` is false) one progress chunk per branch event — started,
 step done, pruned, finished — with an empty delta and a ``caspo`` object, then the chosen path's
 text, then a last chunk with ``finish_reason`` and the full ``caspo`` object, then ``[DONE]``.
-A client that disconnects cancels its search between two tokens.
+A streaming client that disconnects cancels its search between two tokens.
 """
 
 from __future__ import annotations
