@@ -261,11 +261,17 @@ def test_api_key_and_a_full_queue_answers_503(tiny_gguf: Path) -> None:
                 openai.OpenAI(base_url=url, api_key="wrong", max_retries=0).models.list()
             good = openai.OpenAI(base_url=url, api_key="sekrit", max_retries=0)
             with ThreadPoolExecutor(2) as ex:
-                held = [ex.submit(_chat, good, strategy="greedy") for _ in range(2)]  # 1 running, 1 queued
-                deadline = time.monotonic() + 10
-                while pool.status()["queued"] < 1 or pool.status()["busy"] < 1:
-                    assert time.monotonic() < deadline, pool.status()
-                    time.sleep(0.02)
+
+                def wait_for(key: str) -> None:
+                    deadline = time.monotonic() + 60
+                    while pool.status()[key] < 1:
+                        assert time.monotonic() < deadline, pool.status()
+                        time.sleep(0.02)
+
+                held = [ex.submit(_chat, good, strategy="greedy")]
+                wait_for("busy")  # the one worker is held at the gate
+                held.append(ex.submit(_chat, good, strategy="greedy"))
+                wait_for("queued")  # the one queue slot is taken
                 with pytest.raises(openai.InternalServerError) as err:
                     _chat(good, strategy="greedy")
                 assert err.value.status_code == 503 and err.value.body["code"] == "queue_full"
