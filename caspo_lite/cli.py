@@ -752,6 +752,36 @@ def label_command(
     typer.echo(f"labelled {result['rows']} solutions -> {out}\nsteps: {counts}\nreasons: {reasons}")
 
 
+@app.command("serve")
+@friendly
+def serve_command(
+    model: Annotated[str, typer.Option(help="Built-in name, .gguf, HF folder or hub id.")] = "smollm2-135m",
+    strategy: Annotated[str, typer.Option(help="Default search: greedy, sc, bon, deepconf, cat.")] = "cat",
+    host: Annotated[str, typer.Option(help="Address to bind (default: localhost only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Concurrent searches: one llama.cpp context each.")] = 1,
+    api_key: Annotated[
+        str | None, typer.Option(help="Require 'Authorization: Bearer KEY'.", envvar="CASPO_LITE_API_KEY")
+    ] = None,
+    k: Annotated[int | None, typer.Option("--k", help="Default budget: paths started.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Default max new tokens per path.")] = None,
+    max_k: Annotated[int, typer.Option(help="Largest K a request may ask for.")] = 64,
+    queue: Annotated[int, typer.Option(help="Requests that may wait; beyond them a 503.")] = 16,
+    ctx: Annotated[int, typer.Option(help="Context size (tokens) of each worker.")] = 8192,
+    threads: Annotated[int | None, typer.Option(help="llama.cpp threads per worker (def. cores/N).")] = None,
+    gpu_layers: Annotated[int, typer.Option(help="Layers to offload to a GPU (GPU builds only).")] = 0,
+) -> None:
+    """Serve a model with confidence-aware search behind an OpenAI-compatible API (/v1/...)."""
+    from caspo_lite.serve.jobs import ServeDefaults
+    from caspo_lite.serve.schemas import ServeLimits
+    from caspo_lite.serve.server import ServeSettings, serve
+
+    search = _search_options(strategy=strategy, k=k, max_tokens=max_tokens)
+    limits = ServeLimits(max_k=max_k, queue_size=queue, max_tokens=max(1024, search.max_tokens))
+    settings = ServeSettings(model, host, port, workers, threads, ctx, gpu_layers, api_key)
+    serve(settings, ServeDefaults(search=search), limits)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

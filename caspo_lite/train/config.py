@@ -43,6 +43,16 @@ class SampleSection:
     prompt_style: str = _f("task", "Prompt format: task (the task's default), chat, or fewshot.")
     seed: int = _f(0, "Base seed; problem i of round r uses a seed derived from (seed, r, problem id).")
     threads: int = _f(0, "CPU threads for llama.cpp (0 = all cores).")
+    endpoint: str = _f("", "engine = openai: the endpoint's base URL, e.g. http://host:8000/v1.")
+    endpoint_model: str = _f(
+        "", "engine = openai: the served model name; '{round}' becomes the round number (0 = base)."
+    )
+    endpoint_vocab: int = _f(0, "engine = openai: vocabulary size V (0 = the policy tokenizer's).")
+    entropy_bound: str = _f(
+        "lower", "engine = openai: top-k logprobs only bound the entropy; use the lower or upper bound."
+    )
+    top_logprobs: int = _f(20, "engine = openai: top-k logprobs asked per token (servers cap it at 20).")
+    concurrency: int = _f(8, "engine = openai: requests in flight at once.")
 
     def __post_init__(self) -> None:
         _positive("sample.n", self.n)
@@ -50,7 +60,15 @@ class SampleSection:
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"sample.top_p must be in (0, 1], got {self.top_p}")
         _positive("sample.max_tokens", self.max_tokens)
-        _choice("sample.engine", self.engine, ("auto", "llama_cpp", "hf"))
+        _choice("sample.engine", self.engine, ("auto", "llama_cpp", "hf", "openai"))
+        _choice("sample.entropy_bound", self.entropy_bound, ("lower", "upper"))
+        _positive("sample.concurrency", self.concurrency)
+        _positive("sample.endpoint_vocab", self.endpoint_vocab, allow_zero=True)
+        if self.engine == "openai" and not (self.endpoint and self.endpoint_model):
+            raise ValueError(
+                "sample.engine = 'openai' needs sample.endpoint (e.g. http://host:8000/v1) "
+                "and sample.endpoint_model"
+            )
         _choice("sample.prompt_style", self.prompt_style, ("task", "chat", "fewshot"))
         _choice("sample.gguf_dtype", self.gguf_dtype, ("f32", "f16"))
         _positive("sample.threads", self.threads, allow_zero=True)
@@ -139,8 +157,13 @@ class DpoSection:
     save_steps: int = _f(20, "Checkpoint every N steps so a killed run resumes mid-DPO.")
     logging_steps: int = _f(1, "Log DPO metrics every N steps.")
     seed: int = _f(0, "Trainer seed.")
+    num_processes: int = _f(1, "> 1: run the DPO stage under `accelerate launch` with this many processes.")
+    accelerate_config: str = _f(
+        "", "accelerate config for the launch (recipes/accelerate/*.yaml: DDP, ZeRO-2/3, FSDP); '' = DDP."
+    )
 
     def __post_init__(self) -> None:
+        _positive("dpo.num_processes", self.num_processes)
         _choice("dpo.backend", self.backend, ("auto", "trl", "unsloth"))
         _positive("dpo.beta", self.beta)
         _positive("dpo.sft_weight", self.sft_weight, allow_zero=True)

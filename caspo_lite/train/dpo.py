@@ -30,6 +30,7 @@ from caspo_lite.backend import Backend, import_training_stack
 from caspo_lite.errors import DataError
 from caspo_lite.pairs import Pair
 from caspo_lite.train.config import DpoSection
+from caspo_lite.train.distributed import is_main_process
 from caspo_lite.train.ledger import fault_point
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ def _progress_callback(
                 row["step"] = float(state.global_step)
                 row["max_steps"] = float(state.max_steps)
                 store.append(row)
-                with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
+                if is_main_process():  # under accelerate launch every rank logs; one writes
+                    with open(log_path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(row) + "\n")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             fault_point("dpo", state.global_step)
@@ -257,6 +259,8 @@ def train_dpo(
     if resume:
         log.info("resuming DPO from %s", resume)
     output = trainer.train(resume_from_checkpoint=resume)
+    if not is_main_process():  # under accelerate launch the other ranks only train; rank 0 writes
+        return DpoResult(int(output.global_step), float("nan"), float("nan"), float("nan"), logs)
     policy = trainer.model
     policy.save_pretrained(str(round_dir / "adapter"))
     margins = reward_margins(policy, rows, cfg.beta)

@@ -81,6 +81,8 @@ def export_gguf(hf_dir: Path, out: Path, dtype: str) -> Path | None:
 
 def choose_engine_kind(cfg: TrainConfig, policy: Policy) -> str:
     kind = cfg.sample.engine
+    if kind == "openai":  # the endpoint serves sampling only; labels and dev eval run in-process
+        kind = "auto"
     if kind == "auto":
         import importlib.util
 
@@ -159,10 +161,18 @@ def run_round(
             tokenizer = _tokenizer(policy.hf_dir)
             from caspo_lite.train.sampling import sample_round
 
+            if cfg.sample.engine == "openai":
+                from caspo_lite.train.remote_sampling import open_remote_engine
+
+                sampler = open_remote_engine(cfg, r, tokenizer)
+            else:
+                sampler = engine_()
             with JsonlAppender(rd.samples, "problem_id") as out:
-                sample_round(engine_(), task, train, cfg, r, out, tokenizer, _progress(on_event, r, "sample"))
+                sample_round(sampler, task, train, cfg, r, out, tokenizer, _progress(on_event, r, "sample"))
             timings["sample"] = time.perf_counter() - t0
-            ledger.mark("sample", time_s=timings["sample"], engine=engine_().name)
+            ledger.mark("sample", time_s=timings["sample"], engine=getattr(sampler, "label", sampler.name))
+            if sampler is not engine:
+                sampler.close()
             on_event(TrainEvent("done", r, "sample", info={"time_s": timings["sample"]}))
         samples = read_jsonl(rd.samples, "problem_id")
 
@@ -209,14 +219,21 @@ def run_round(
 
             backend = choose_backend(cfg.dpo.backend)
             t0 = time.perf_counter()
-            res = train_dpo(
-                policy.hf_dir,
-                pairs,
-                rd.root,
-                cfg.dpo,
-                backend,
-                on_progress=lambda s, t, _logs: on_event(TrainEvent("progress", r, "dpo", s, t)),
-            )
+            if cfg.dpo.num_processes > 1:  # accelerate launch; rank 0 writes the round's files
+                from caspo_lite.train.dpo_launch import launch_dpo
+
+                res = launch_dpo(
+                    rd.root, policy.hf_dir, backend.name, cfg.dpo.num_processes, cfg.dpo.accelerate_config
+                )
+            else:
+                res = train_dpo(
+                    policy.hf_dir,
+                    pairs,
+                    rd.root,
+                    cfg.dpo,
+                    backend,
+                    on_progress=lambda s, t, _logs: on_event(TrainEvent("progress", r, "dpo", s, t)),
+                )
             shutil.rmtree(rd.root / "dpo", ignore_errors=True)  # checkpoints are only for resuming
             ledger.mark(
                 "dpo",

@@ -99,6 +99,10 @@ def sample_problem(
 
     prompt = prompt or task.prompt(problem)
     n = n or cfg.sample.n
+    if getattr(engine, "remote", False):  # whole completions from an endpoint (engines/openai.py)
+        from caspo_lite.train.remote_sampling import sample_problem_remote
+
+        return sample_problem_remote(engine, task, problem, cfg, seed, tokenizer, n, prompt)
     rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
     sampler = Sampler(cfg.sample.temperature, cfg.sample.top_p, seed=seed)
     runner = Runner(
@@ -148,6 +152,7 @@ def sample_problem(
                 "stop_reason": fin.stop_reason,
                 "n_tokens": fin.n_tokens,
                 "steps": steps,
+                "engine": engine.name,
             }
         )
     return {
