@@ -75,13 +75,21 @@ def _chat(client: Any, seed: int = 3, **caspo: Any) -> Any:
 
 
 def test_uncalibrated_confidence_is_marked_and_a_map_is_applied() -> None:
-    assert reported_confidence(0.61234) == {
+    from types import SimpleNamespace
+
+    from caspo_lite.calibration import AnswerCalibration
+
+    result = SimpleNamespace(answer="7", confidence=0.61234, paths=[], events=[])
+    assert reported_confidence(result) == {
         "confidence": 0.6123,
         "calibrated": False,
         "confidence_kind": "uncalibrated",
     }
-    out = reported_confidence(0.6, calibration=lambda c: c / 2)
-    assert out["calibrated"] is True and out["confidence"] == 0.3 and out["raw_confidence"] == 0.6
+    # an isotonic map that halves the raw path confidence on [0, 1]
+    halve = AnswerCalibration("path", "isotonic", {"x": [0.0, 1.0], "y": [0.0, 0.5]}, "cat")
+    out = reported_confidence(SimpleNamespace(answer="7", confidence=0.6, paths=[], events=[]), halve)
+    assert out["calibrated"] is True and out["raw_confidence"] == 0.6
+    assert out["confidence"] == pytest.approx(0.3, abs=1e-4)
 
 
 def test_tokens_saved_vs_sc_estimates_k_mean_lengths_minus_used() -> None:
@@ -115,6 +123,36 @@ def test_chat_completion_carries_answer_and_caspo_object(client: Any) -> None:
         from caspo_lite.tasks import get_task
 
         assert get_task("arith").extract_answer(r.choices[0].message.content) == caspo["answer"]
+
+
+def test_a_calibrated_model_reports_its_calibrated_probability(
+    tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served model's calibration for the strategy that ran maps the confidence (as in solve)."""
+    import shutil
+
+    from caspo_lite.calibration import AnswerCalibration, save_answer_calibration
+    from caspo_lite.calibration_file import calibration_path
+
+    monkeypatch.setenv("CASPO_LITE_HOME", str(tmp_path / "home"))  # the map must not leak to others
+    model = tmp_path / f"{MODEL}.gguf"  # served under the same model id as the other tests
+    shutil.copyfile(tiny_gguf, model)
+    halve = AnswerCalibration("path", "isotonic", {"x": [0.0, 1.0], "y": [0.0, 0.5]}, "greedy")
+    save_answer_calibration(calibration_path(model), halve)
+    pool = WorkerPool([_engine(model)], queue_size=2)
+    defaults = ServeDefaults(SearchSection(strategy="greedy", k=1, max_tokens=48, seed=0))
+    app, _ = build_app(ServeSettings(model=str(model)), defaults, LIMITS, pool=pool)
+    try:
+        with ServerThread(app) as url:
+            c = openai.OpenAI(base_url=url, api_key="unused", max_retries=0)
+            greedy = _chat(c, strategy="greedy").model_extra["caspo"]
+            sc = _chat(c, strategy="sc", k=2).model_extra["caspo"]  # no map for sc: uncalibrated
+    finally:
+        pool.close()
+    assert greedy["calibrated"] is True and greedy["calibration"] != "uncalibrated"
+    if greedy["answer"] is not None:
+        assert greedy["confidence"] == pytest.approx(greedy["raw_confidence"] / 2, abs=1e-3)
+    assert sc["calibrated"] is False
 
 
 def test_request_picks_strategy_and_k(client: Any) -> None:

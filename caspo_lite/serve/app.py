@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from caspo_lite.calibration import AnswerCalibration
 from caspo_lite.search.events import BranchFinished, BranchPruned, BranchStarted, SearchEvent, StepDone
 from caspo_lite.serve.errors import ApiError, error_body
 from caspo_lite.serve.jobs import SearchJob, ServeDefaults, chat_job, completion_job
@@ -142,9 +143,13 @@ def create_app(
     defaults: ServeDefaults | None = None,
     limits: ServeLimits | None = None,
     api_key: str | None = None,
-    calibration: Callable[[float], float] | None = None,
+    calibration: Callable[[str], AnswerCalibration | None] | None = None,
 ) -> Any:
-    """The ASGI app serving ``pool``'s engines as model ``model_id``."""
+    """The ASGI app serving ``pool``'s engines as model ``model_id``.
+
+    ``calibration`` looks up the served model's answer calibration for a strategy (None: none);
+    each request's confidence is mapped with the one for the strategy it ran.
+    """
     defaults = defaults or ServeDefaults()
     limits = limits or ServeLimits()
     app = FastAPI(
@@ -217,7 +222,8 @@ def create_app(
                 "total_tokens": job.prompt_tokens + result.n_tokens,
             }
             tree = tree_nodes(result.events) if job.want_tree else None
-            return content, reason, usage, caspo_object(result, job.k, tree, calibration)
+            cal = calibration(result.strategy) if calibration is not None else None
+            return content, reason, usage, caspo_object(result, job.k, tree, cal)
 
         if not stream:
             ticket = pool.submit(job)

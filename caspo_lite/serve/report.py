@@ -1,9 +1,10 @@
 """The ``caspo`` extension object of a finished search, and the one confidence hook.
 
-`reported_confidence` is the single place that decides what confidence a client sees: today
-the search's raw answer confidence, marked ``"calibrated": false``; once a calibration map for
-the served model exists (caspo_lite.calibration, the `calibrate` command), it is applied here
-and nowhere else.
+`reported_confidence` is the single place that decides what confidence a client sees: the
+calibrated P(correct) when the served model carries a calibration for the strategy that ran
+(`caspo-lite calibrate`, caspo_lite.calibration), else the search's raw answer confidence,
+marked ``"calibrated": false``. It goes through the same `answer_confidence` as `solve` and chat,
+so the three never disagree on a number.
 """
 
 from __future__ import annotations
@@ -11,22 +12,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from caspo_lite.answer_confidence import answer_confidence
+from caspo_lite.calibration import AnswerCalibration
 from caspo_lite.search.base import SearchResult
 from caspo_lite.search.events import AnswerChosen, BranchFinished
 
 
-def reported_confidence(raw: float, calibration: Any = None) -> dict[str, Any]:
+def reported_confidence(result: Any, calibration: AnswerCalibration | None = None) -> dict[str, Any]:
     """The confidence a client sees: calibrated when a calibration is given, else raw and marked.
 
-    ``calibration`` is a callable raw -> P(correct) (a fitted calibration map) or None.
+    ``result`` is a `SearchResult` (anything with answer, confidence, paths and events).
     """
-    if calibration is None:
-        return {"confidence": round(float(raw), 4), "calibrated": False, "confidence_kind": "uncalibrated"}
+    shown = answer_confidence(result, calibration)
+    raw = round(float(shown.raw), 4)
+    if shown.probability is None:
+        return {"confidence": raw, "calibrated": False, "confidence_kind": "uncalibrated"}
     return {
-        "confidence": round(float(calibration(raw)), 4),
+        "confidence": round(float(shown.probability), 4),
         "calibrated": True,
         "confidence_kind": "calibrated",
-        "raw_confidence": round(float(raw), 4),
+        "raw_confidence": raw,
+        "calibration": shown.calibration,
     }
 
 
@@ -72,13 +78,16 @@ def answer_text(result: SearchResult) -> tuple[str, str]:
 
 
 def caspo_object(
-    result: SearchResult, k: int, tree: dict[int, dict[str, Any]] | None = None, calibration: Any = None
+    result: SearchResult,
+    k: int,
+    tree: dict[int, dict[str, Any]] | None = None,
+    calibration: AnswerCalibration | None = None,
 ) -> dict[str, Any]:
     """The ``caspo`` extension of a response (see docs/serve.md for every field)."""
     chosen = chosen_event(result)
     out: dict[str, Any] = {
         "answer": result.answer,
-        **reported_confidence(result.confidence, calibration),
+        **reported_confidence(result, calibration),
         "strategy": result.strategy,
         "k": k,
         "tokens": result.n_tokens,

@@ -78,13 +78,22 @@ def build_app(
 ) -> tuple[Any, WorkerPool]:
     _require_server_deps()
     settings.check()
+    from caspo_lite.answer_confidence import cached_calibration
     from caspo_lite.search import get_strategy
     from caspo_lite.serve.app import create_app
 
     s = defaults.search
     get_strategy(s.strategy, s, defaults.confidence, defaults.steps)  # a bad default fails before loading
     pool = pool or load_pool(settings, limits)
-    app = create_app(pool, model_id_of(settings.model), defaults, limits, settings.api_key)
+    model_ref = str(settings.model)
+    app = create_app(
+        pool,
+        model_id_of(settings.model),
+        defaults,
+        limits,
+        settings.api_key,
+        calibration=lambda strategy: cached_calibration(model_ref, strategy),
+    )
     return app, pool
 
 
