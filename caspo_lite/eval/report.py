@@ -63,14 +63,24 @@ def chosen_path(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def labelled_steps(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every labelled step of every finished path, up to and including its first wrong step."""
+    """Every labelled step of every finished path, up to and including its first wrong step.
+
+    A step shared by several paths (a CaT fork inherits its parent's steps) is one tree node
+    (``node``) and counts once per problem: its first labelled occurrence.
+    """
     out = []
     for rec in records:
+        seen: set[str] = set()
         for path in rec.get("paths") or []:
             steps = path.get("steps") or []
             labels = [s.get("label", "unknown") for s in steps]
             for step in steps[: M.usable_steps(labels)]:
                 if step.get("label") in (M.STEP_CORRECT, M.STEP_WRONG):
+                    node = step.get("node")
+                    if node is not None:
+                        if node in seen:
+                            continue
+                        seen.add(node)
                     out.append(step)
     return out
 
@@ -134,6 +144,7 @@ def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]
     )
     out["search/branches"] = M.mean("search/branches", [r.get("n_branches", 0) for r in records])
     out["search/pruned"] = M.mean("search/pruned", [r.get("n_pruned", 0) for r in records])
+    out.update(_counter_metrics(records))
     try:
         bins = M.reliability_bins(
             [c for c in conf if c == c], [y for c, y in zip(conf, correct, strict=True) if c == c]
@@ -141,6 +152,24 @@ def summarize_group(model: str, strategy: str, records: Sequence[dict[str, Any]]
     except ValueError:  # confidences that are not probabilities: no diagram (ece says why)
         bins = []
     return GroupSummary(model, strategy, len(records), out, bins)
+
+
+def _counter_metrics(records: Sequence[dict[str, Any]]) -> dict[str, M.Metric]:
+    """The search's own counters (decode calls, prunes by reason, early stop), when recorded."""
+    counted = [r["counters"] for r in records if isinstance(r.get("counters"), dict)]
+    if not counted:
+        return {}
+    out: dict[str, M.Metric] = {}
+    for key in ("decode_calls", "rows_per_decode", "time_to_answer_s", "tokens_saved_vs_sc"):
+        vals = [float(c[key]) for c in counted if isinstance(c.get(key), int | float)]
+        if vals:
+            out[f"search/{key}"] = M.mean(f"search/{key}", vals)
+    n = len(counted)
+    by_conf = sum(1 for c in counted if (c.get("prunes") or {}).get("confidence", 0) > 0)
+    out["search/pruned_by_confidence"] = M.Metric("search/pruned_by_confidence", by_conf / n, n)
+    early = sum(1 for c in counted if c.get("early_stop"))
+    out["search/early_stop"] = M.Metric("search/early_stop", early / n, n)
+    return out
 
 
 def summarize(records: Iterable[dict[str, Any]]) -> list[GroupSummary]:

@@ -10,26 +10,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import BranchFinished
-from caspo_lite.search.runner import Runner
-from caspo_lite.steps import StepRule
+from caspo_lite.search.factory import build_runner
 from caspo_lite.tasks.base import Problem, Task
 from caspo_lite.train.config import TrainConfig
 from caspo_lite.train.ledger import JsonlAppender, read_jsonl
 
 
 def greedy_answer(engine: Any, task: Task, problem: Problem, cfg: TrainConfig) -> BranchFinished:
-    rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
-    runner = Runner(
+    runner = build_runner(
         engine,
         task.prompt(problem),
         task.extract_answer,
         1,
-        Sampler(0.0),
-        signal=cfg.confidence.signal,
-        path_mode=cfg.confidence.path_mode,
-        step_rule=rule,
+        cfg.sample,
+        cfg.confidence,
+        cfg.steps,
+        greedy=True,
         max_tokens=cfg.rounds.dev_max_tokens,
     )
     runner.open()
