@@ -23,11 +23,11 @@ from textual.worker import get_current_worker
 
 from caspo_lite.errors import CaspoError
 from caspo_lite.search.events import AnswerChosen, SearchEvent
+from caspo_lite.search.tree import ROOT, SearchTree
 from tui.history import Turn, append_turn, export_tree
 from tui.inference import EventBatcher, prepare
 from tui.messages import SearchEnded, SearchProgressed, SearchStarted
 from tui.settings import ChatSettings
-from tui.tree_model import ROOT, SearchTree
 from tui.widgets.conversation import ConversationView, answer_markdown
 from tui.widgets.reasoning_tree import ReasoningTree
 from tui.widgets.status_bar import SearchStatus, StatusBar
