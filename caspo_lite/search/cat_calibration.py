@@ -92,9 +92,11 @@ def threshold_for(
 def model_calibration_file(engine: Any) -> Path | None:
     """Where the calibration of the engine's model file lives (None for a model without a file)."""
     path = getattr(engine, "path", None)
-    if path is None:
-        return None
-    path = Path(path)
+    return calibration_file_for(Path(path)) if path is not None else None
+
+
+def calibration_file_for(path: Path) -> Path | None:
+    """The calibration file of a model file: beside it in a round folder, else by its sha256."""
     round_dir = path.parent if path.parent.name.startswith("round-") else None
     if round_dir is None and not path.is_file():
         return None
@@ -179,4 +181,115 @@ def fit_and_store(
     if target is None:
         raise DataError("calibrate-cat: this engine has no model file; give --out PATH/" + FILE_NAME)
     update_section(target, SECTION, section, model)
+    return target, section
+
+
+FIT_SPLITS = ("train", "dev")  # never heldout or test: the thresholds are defaults chosen on data
+
+
+def calibrate_model(
+    model: str,
+    task_name: str = "arith",
+    task_path: str | None = None,
+    n: int = 50,
+    split: str = "dev",
+    seed: int = 0,
+    search: Any = None,
+    confidence: Any = None,
+    steps: Any = None,
+    out: Path | None = None,
+    n_threads: int | None = None,
+    on_problem: Callable[[int], None] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Load ``model``, sample K paths on ``n`` problems of ``split`` and store the ``cat`` section."""
+    from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
+    from caspo_lite.engines import load_engine
+    from caspo_lite.errors import ConfigError
+    from caspo_lite.tasks import get_task
+
+    if split not in FIT_SPLITS:
+        raise ConfigError(
+            f"calibrate-cat --split {split!r}: fit on {' or '.join(FIT_SPLITS)}, never on {split}"
+        )
+    task = get_task(task_name, path=task_path or None)
+    problems = task.load(n=n, seed=seed, split=split)
+    if not problems:
+        raise DataError(f"task {task_name!r} has no problems in split {split!r}")
+    search = (search or SearchSection()).validate()
+    engine = load_engine(model, n_threads=n_threads)
+    try:
+        ident = {"name": model}
+        path = getattr(engine, "path", None)
+        if path is not None:
+            from caspo_lite.calibration_file import file_sha256
+
+            ident["sha256"] = file_sha256(Path(path))
+        return fit_and_store(
+            engine,
+            [task.prompt(p) for p in problems],
+            task.extract_answer,
+            search,
+            confidence or ConfidenceSection(),
+            steps or StepsSection(),
+            out=out,
+            split=split,
+            model=ident,
+            on_problem=on_problem,
+        )
+    finally:
+        engine.close()
+
+
+def confidences_from_records(records: Iterable[dict[str, Any]]) -> tuple[list[float], list[float], int]:
+    """(step confidences, path confidences at each boundary, problems) from eval records.
+
+    For an eval of ``sc`` (independent samples, nothing shared) this is what `fit_and_store`
+    collects while sampling; the path confidence at a boundary is the geometric mean of the
+    step confidences so far (path mode ``geomean``).
+    """
+    from caspo_lite.confidence import geometric_mean
+
+    steps: list[float] = []
+    paths: list[float] = []
+    problems: set[str] = set()
+    for rec in records:
+        problems.add(str(rec.get("problem_id")))
+        for path in rec.get("paths") or []:
+            confs = [s["confidence"] for s in path.get("steps") or [] if s.get("confidence") is not None]
+            steps += confs
+            paths += [geometric_mean(confs[: j + 1]) for j in range(len(confs))]
+    return steps, paths, len(problems)
+
+
+def calibrate_from_eval(
+    eval_dir: Path, out: Path | None, signal: str, path_mode: str, engine: Any = None
+) -> tuple[Path, dict[str, Any]]:
+    """Fit the ``cat`` section from an eval folder's ``sc`` records (no new sampling).
+
+    Refuses an eval of the heldout or test split, and one whose confidence signal differs.
+    """
+    import json
+
+    from caspo_lite.errors import ConfigError
+    from caspo_lite.eval.runner import CONFIG_FILE, RECORDS_FILE, read_records
+
+    cfg_file = eval_dir / CONFIG_FILE
+    if not cfg_file.is_file():
+        raise DataError(f"{cfg_file}: not found; give the --out folder of a caspo-lite eval or cat_vs_sc run")
+    meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+    split = str(meta.get("split"))
+    if split not in FIT_SPLITS:
+        raise ConfigError(f"{cfg_file}: split {split!r}; fit on {' or '.join(FIT_SPLITS)}, never on {split}")
+    conf = meta.get("confidence") or {}
+    if (conf.get("signal"), conf.get("path_mode")) != (signal, path_mode):
+        raise ConfigError(f"{cfg_file}: confidence {conf} was not signal={signal!r}, path_mode={path_mode!r}")
+    records = [r for r in read_records(eval_dir / RECORDS_FILE) if r.get("strategy") == "sc"]
+    if not records:
+        raise DataError(f"{eval_dir / RECORDS_FILE}: no 'sc' records to fit on")
+    steps, paths, n = confidences_from_records(records)
+    section = fit_cat_thresholds(steps, paths, signal, path_mode, split, n)
+    target = out or (model_calibration_file(engine) if engine is not None else None)
+    if target is None:
+        raise DataError("calibrate-cat --from-eval: give --out PATH/" + FILE_NAME)
+    update_section(target, SECTION, section, {"name": ", ".join(meta.get("models") or [])})
     return target, section

@@ -121,6 +121,7 @@ class ChatScreen(Screen[None]):
             saved_vs_sc=self.tree_model.tokens_saved_vs_sc(settings.search.k),
             k=settings.search.k,
             elapsed_s=max(0.0, end - self._t0) if self.state != "idle" else 0.0,
+            counters=self.tree_model.counter_line(),
         )
 
     def refresh_status(self) -> None:
