@@ -145,3 +145,33 @@ def test_cat_verify_prunes_a_planted_wrong_step() -> None:
     assert all(p.answer == "4" for p in verified.paths) and verified.answer == "4"
     assert final(verified).strategy == "cat-verify"
     assert not [e for e in plain.events if isinstance(e, BranchPruned)]
+
+
+@pytest.mark.slow
+def test_tiny_gguf_fills_the_batch_at_the_first_decode_and_counts_decodes(tiny_gguf: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from caspo_lite.config import SearchSection
+    from caspo_lite.engines import load_engine
+    from caspo_lite.tasks import get_task
+    from caspo_lite.tasks.base import Prompt
+
+    task = get_task("arith")
+    engine = load_engine(str(tiny_gguf), n_threads=1, n_ctx=1024)
+    try:
+        strategy = get_strategy("cat", SearchSection(k=6, max_tokens=24, temperature=1.0, seed=0))
+        before = engine.stats.decode_calls
+        question = task.load(n=1)[0].question
+        prompt = Prompt(messages=({"role": "user", "content": question},))  # the tiny model's chat form
+        res = run_search(engine, prompt, strategy, task.extract_answer)
+        c = final(res).counters
+        per_branch = Counter(e.branch for e in res.events if type(e).__name__ == "TokenGenerated")
+        ended_at_once = sum(1 for p in res.paths if per_branch[p.branch] == 1)
+        assert c["n_roots"] == 6 and ended_at_once == 0
+        assert c["first_decode_rows"] == 6  # every root in the first batch
+        prompt_calls = 1  # the prompt fits one n_batch chunk
+        assert c["decode_calls"] == engine.stats.decode_calls - before - prompt_calls > 0
+        tokens = sum(type(e).__name__ == "TokenGenerated" for e in res.events)
+        rows_fed = tokens - len(res.paths) - sum(isinstance(e, BranchPruned) for e in res.events)
+        assert c["rows_per_decode"] * c["decode_calls"] == pytest.approx(rows_fed, abs=6)
+    finally:
+        engine.close()
