@@ -32,6 +32,10 @@ TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("search/tokens", "tokens", 1),
     ("search/latency_s", "lat s", 2),
     ("search/tokens_per_s", "tok/s", 1),
+    ("search/decode_calls", "decodes", 1),
+    ("search/rows_per_decode", "rows/dec", 2),
+    ("search/pruned_by_confidence", "conf-pruned", 2),
+    ("search/early_stop", "early stop", 2),
 )
 
 
