@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     print("pctl | threshold | accept | consensus | acc | tokens | tokens/sc | early | pruned")
     rows = []
     for pctl, accept, cons in itertools.product(
-        (0, 10, 20, 30, 40, 50, 60), (0.8, 0.85, 0.9, 0.95, 1.01), (0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
+        (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95), (0.8, 0.85, 0.9, 0.95, 1.01), (0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
     ):
         thr = threshold_for(section, pctl, "entropy", "geomean") if section else None
         thr = 0.0 if pctl == 0 or thr is None else thr
@@ -125,8 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         n = len(records)
         rows.append((pctl, thr, accept, cons, acc / n, tok / n, tok / n / sc_tok, early / n, pruned / n))
     del gold
-    for row in sorted(rows, key=lambda x: (-x[4], x[5]))[:40]:
+    def show(row: tuple) -> None:
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+
+    for row in sorted(rows, key=lambda x: (-x[4], x[5]))[:10]:
+        show(row)
+    print("# Pareto front: fewest tokens at each accuracy")
+    best_tok = float("inf")
+    for row in sorted(rows, key=lambda x: (-x[4], x[5])):
+        if row[5] < best_tok:
+            best_tok = row[5]
+            show(row)
     return 0
 
 

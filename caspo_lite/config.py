@@ -76,12 +76,12 @@ class SearchSection:
     )
     warmup: int = _f(2, "DeepConf: warm-up traces that calibrate the threshold (CaT: all roots' first step).")
     accept_threshold: float = _f(
-        0.9,
+        0.85,
         "CaT: stop as soon as a finished path's confidence (calibrated P(correct) when the model has an"
         " 'answer' calibration, else path confidence) reaches this (> 1 = never).",
     )
     consensus: float = _f(
-        0.6,
+        0.7,
         "CaT: stop once the confidence-weighted vote share of the leading answer among finished paths"
         " (at least 2) reaches this (> 1 = never); stragglers are also cut once the vote is decided.",
     )
