@@ -68,6 +68,7 @@ class EvalSpec:
             )
         if self.k < 1:
             raise ConfigError(f"eval: --k must be >= 1, got {self.k}")
+        replace(self.search, k=self.k).validate("search")  # every search knob, before any model loads
         if self.n is not None and self.n < 1:
             raise ConfigError(f"eval: --n must be >= 1, got {self.n}")
         self.out = Path(self.out)
