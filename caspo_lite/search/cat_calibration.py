@@ -32,6 +32,7 @@ from caspo_lite.search.events import StepDone
 SECTION = "cat"
 PERCENTILES: tuple[int, ...] = tuple(range(5, 100, 5))
 _cache: dict[tuple[str, float, int], dict[str, Any] | None] = {}
+_where: dict[tuple[str, float, int], Path | None] = {}
 
 
 def boundary_confidences(events: Iterable[Any]) -> tuple[list[float], list[float]]:
@@ -96,7 +97,21 @@ def model_calibration_file(engine: Any) -> Path | None:
 
 
 def calibration_file_for(path: Path) -> Path | None:
-    """The calibration file of a model file: beside it in a round folder, else by its sha256."""
+    """The calibration file of a model file: beside it in a round folder, else by its sha256.
+
+    Cached by (path, mtime, size): hashing a GGUF once per search would cost more than decoding.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        st = None
+    key = (str(path), st.st_mtime if st else 0.0, st.st_size if st else -1)
+    if key not in _where:
+        _where[key] = _calibration_file_for(path)
+    return _where[key]
+
+
+def _calibration_file_for(path: Path) -> Path | None:
     round_dir = path.parent if path.parent.name.startswith("round-") else None
     if round_dir is None and not path.is_file():
         return None
