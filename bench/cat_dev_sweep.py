@@ -97,7 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.eval_dir} is split {meta.get('split')!r}; sweep on dev only", file=sys.stderr)
         return 2
     records = [r for r in read_records(args.eval_dir / RECORDS_FILE) if r["strategy"] == "sc"]
-    gold = {r["problem_id"]: r["gold"] for r in records}
     correct_paths = {r["problem_id"]: {p.get("answer"): p["correct"] for p in r["paths"]} for r in records}
     sc_acc = sum(r["correct"] for r in records) / len(records)
     sc_tok = sum(r["n_tokens"] for r in records) / len(records)
@@ -106,9 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# dev replay over {len(records)} problems; sc: acc {sc_acc:.3f}, tokens {sc_tok:.1f}")
     print("pctl | threshold | accept | consensus | acc | tokens | tokens/sc | early | pruned")
     rows = []
-    for pctl, accept, cons in itertools.product(
-        (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95), (0.8, 0.85, 0.9, 0.95, 1.01), (0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
-    ):
+    grid = (
+        (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95),  # prune percentile (0 = no pruning)
+        (0.8, 0.85, 0.9, 0.95, 1.01),  # accept
+        (0.5, 0.6, 0.7, 0.8, 0.9, 1.01),  # consensus
+    )
+    for pctl, accept, cons in itertools.product(*grid):
         thr = threshold_for(section, pctl, "entropy", "geomean") if section else None
         thr = 0.0 if pctl == 0 or thr is None else thr
         acc = tok = early = pruned = 0
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         n = len(records)
         rows.append((pctl, thr, accept, cons, acc / n, tok / n, tok / n / sc_tok, early / n, pruned / n))
-    del gold
+
     def show(row: tuple) -> None:
         print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
 
