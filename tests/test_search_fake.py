@@ -174,9 +174,7 @@ def test_cat_accept_threshold_stops_early() -> None:
 def test_cat_calibrated_threshold_from_warmup() -> None:
     engine = FakeEngine([sure("A", "4"), unsure("B", "5")])
     res = run("cat", engine, k=8, beam_width=4, prune_threshold=-1.0, prune_percentile=50.0, warmup=1)
-    thresholds = {
-        e.threshold for e in res.events if isinstance(e, BranchPruned) and e.reason == "confidence"
-    }
+    thresholds = {e.threshold for e in res.events if isinstance(e, BranchPruned) and e.reason == "confidence"}
     assert len(thresholds) <= 1  # fixed once calibrated
     assert res.answer in {"4", "5"}
 
