@@ -69,9 +69,7 @@ class CaT(StrategyBase):
         s = self.search
         width = min(s.beam_width, s.k)
         runner = self.runner(engine, prompt, extract_answer, width)
-        calibration = load_calibration(engine, s.calibration) if s.prune_threshold < 0 else None
-        if s.accept_threshold <= 1.0 and calibration is None:
-            calibration = load_calibration(engine, s.calibration)
+        calibration = load_calibration(engine, s.calibration)  # cached: read once per model file
         self.p_correct: Callable[[float], float] | None = answer_probability(calibration)
         self.threshold, self.threshold_source = self._initial_threshold(calibration)
         self.warm: dict[int, float] = {}  # root id -> path confidence at its first boundary
