@@ -101,7 +101,7 @@ class SearchSection:
         """Check every knob once; ConfigError names ``where.field`` and the valid range."""
 
         def bad(name: str, want: str) -> ConfigError:
-            return ConfigError(f"{where}.{name} = {getattr(self, name)!r} is invalid: {want}")
+            return ConfigError(f"{where}.{name}: {want}, got {getattr(self, name)!r}")
 
         for name in ("k", "branch_factor", "beam_width", "max_tokens"):
             if getattr(self, name) < 1:
