@@ -782,6 +782,61 @@ def serve_command(
     serve(settings, ServeDefaults(search=search), limits)
 
 
+@app.command("calibrate-cat")
+@friendly
+def calibrate_cat_command(
+    model: Annotated[
+        str, typer.Option(help="Built-in name, .gguf, round folder or HF folder.")
+    ] = "smollm2-135m",
+    task: Annotated[str, typer.Option(help="Task whose dev problems calibrate.")] = "arith",
+    data: Annotated[Path | None, typer.Option("--data", help="Task data file (JSONL tasks).")] = None,
+    n: Annotated[int, typer.Option(help="Dev problems.")] = 50,
+    k: Annotated[int, typer.Option("--k", help="Paths sampled per problem.")] = 8,
+    split: Annotated[str, typer.Option(help="dev or train (never heldout/test).")] = "dev",
+    seed: Annotated[int, typer.Option(help="Problem selection and sampling seed.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="calibration.json to write (default: the model's).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all cores).")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
+    ] = None,
+    from_eval: Annotated[
+        Path | None, typer.Option(help="Fit from this eval folder's sc records instead of sampling.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Fit CaT's prune thresholds (section 'cat' of calibration.json) on dev problems."""
+    from dataclasses import replace
+
+    from caspo_lite.config import load_config
+    from caspo_lite.search.cat_calibration import calibrate_from_eval, calibrate_model
+
+    cfg = load_config(None, overrides or [])
+    if from_eval is not None:
+        sig, mode = cfg.confidence.signal, cfg.confidence.path_mode
+        if out is None:
+            from caspo_lite.engines import resolve_gguf
+            from caspo_lite.search.cat_calibration import calibration_file_for
+
+            out = calibration_file_for(resolve_gguf(model))
+        path, section = calibrate_from_eval(from_eval, out, sig, mode)
+    else:
+        path, section = calibrate_model(
+            model, task, str(data) if data else None, n, split, seed,
+            replace(cfg.search, k=k, seed=seed), cfg.confidence, cfg.steps, out, threads,
+        )  # fmt: skip
+    if as_json:
+        echo_json({"path": str(path), "cat": section})
+        return
+    pct, sec = section["path"], section
+    typer.echo(
+        f"wrote section 'cat' of {path}: {sec['n_boundaries']} step boundaries on {sec['n_problems']} "
+        f"{sec['split']} problems ({sec['signal']}, {sec['path_mode']}); path confidence "
+        f"p10 {pct['10']:.3f}, p30 {pct['30']:.3f}, p50 {pct['50']:.3f}, p70 {pct['70']:.3f}"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

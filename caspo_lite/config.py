@@ -60,25 +60,68 @@ class ConfidenceSection:
 
 @dataclass
 class SearchSection:
-    strategy: str = _f("cat", "greedy, sc, bon, deepconf, cat.")
+    strategy: str = _f("cat", "greedy, sc, bon, deepconf, cat, cat-verify.")
     k: int = _f(8, "Budget: paths started (sc/bon/deepconf: samples; cat: branches).")
-    branch_factor: int = _f(2, "CaT: children per fork.")
-    beam_width: int = _f(4, "CaT: most paths alive at once.")
+    branch_factor: int = _f(2, "CaT: children per fork (forks happen only while k > paths started).")
+    beam_width: int = _f(
+        8, "CaT: most paths alive at once; min(k, beam_width) roots start together from the prompt."
+    )
     prune_threshold: float = _f(
-        -1.0, "CaT: absolute path-confidence prune threshold; < 0 = use warm-up percentile."
+        -1.0,
+        "CaT: absolute path-confidence prune threshold; < 0 = the model's calibration (section 'cat'"
+        " of calibration.json), else the first step boundary's warm-up paths.",
     )
-    prune_percentile: float = _f(30.0, "CaT/DeepConf: percentile of warm-up confidences used as threshold.")
-    warmup: int = _f(2, "CaT/DeepConf: warm-up paths that calibrate the threshold.")
+    prune_percentile: float = _f(
+        50.0, "CaT/DeepConf: percentile of calibrated (or warm-up) confidences used as threshold."
+    )
+    warmup: int = _f(2, "DeepConf: warm-up traces that calibrate the threshold (CaT: all roots' first step).")
     accept_threshold: float = _f(
-        1.01, "CaT: stop as soon as a finished path reaches this confidence (> 1 = never)."
+        0.85,
+        "CaT: stop as soon as a finished path's confidence (calibrated P(correct) when the model has an"
+        " 'answer' calibration, else path confidence) reaches this (> 1 = never).",
     )
+    consensus: float = _f(
+        0.7,
+        "CaT: stop once the confidence-weighted vote share of the leading answer among finished paths"
+        " (at least 2) reaches this (> 1 = never); stragglers are also cut once the vote is decided.",
+    )
+    restart: bool = _f(False, "CaT: start new roots when every path ended and budget is left.")
     selection: str = _f(
-        "max", "CaT: answer by max path confidence ('max') or confidence-weighted vote ('vote')."
+        "vote", "CaT: answer by confidence-weighted vote ('vote') or max path confidence ('max')."
+    )
+    calibration: str = _f(
+        "", "CaT: calibration.json to read thresholds from; empty = the model's own (round or data dir)."
     )
     temperature: float = _f(0.7, "Sampling temperature (greedy ignores it).")
     top_p: float = _f(0.95, "Nucleus sampling cut.")
     max_tokens: int = _f(256, "Max new tokens per path.")
     seed: int = _f(0, "Sampling seed.")
+
+    def validate(self, where: str = "search") -> SearchSection:
+        """Check every knob once; ConfigError names ``where.field`` and the valid range."""
+
+        def bad(name: str, want: str) -> ConfigError:
+            return ConfigError(f"{where}.{name}: {want}, got {getattr(self, name)!r}")
+
+        for name in ("k", "branch_factor", "beam_width", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1")
+        if not 0.0 <= self.prune_percentile <= 100.0:
+            raise bad("prune_percentile", "must be within 0-100")
+        if self.warmup < 0:
+            raise bad("warmup", "must be >= 0")
+        if not self.temperature >= 0.0:
+            raise bad("temperature", "must be >= 0 (0 = greedy)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise bad("top_p", "must be in (0, 1]")
+        if self.selection not in ("max", "vote"):
+            raise bad("selection", "choose 'max' or 'vote'")
+        for name in ("prune_threshold", "accept_threshold", "consensus"):
+            if getattr(self, name) != getattr(self, name):  # NaN
+                raise bad(name, "must be a number")
+        if not self.consensus > 0.0:
+            raise bad("consensus", "must be > 0 (> 1 = never stop on consensus)")
+        return self
 
 
 @dataclass

@@ -211,6 +211,7 @@ def result_dict(solved: Solved) -> dict[str, Any]:
         "n_pruned": r.n_pruned,
         "elapsed_s": round(r.elapsed_s, 3),
         "tokens_per_s": round(r.tokens_per_s, 1),
+        "counters": _answer_counters(r),
         "paths": [
             {
                 "branch": p.branch,
@@ -274,6 +275,11 @@ def render_tree(solved: Solved, max_step_chars: int = 60) -> Any:
     return root
 
 
+def _answer_counters(r: SearchResult) -> dict[str, Any]:
+    final = r.events[-1] if r.events else None
+    return dict(getattr(final, "counters", {}) or {})
+
+
 def render_summary(solved: Solved) -> Any:
     from rich.text import Text
 
@@ -290,7 +296,27 @@ def render_summary(solved: Solved) -> Any:
     text.append(f"({r.tokens_per_s:.0f} tok/s)   branches {r.n_branches}, pruned {r.n_pruned}")
     if r.reason:
         text.append(f"\n{r.reason}", style="dim")
+    line = search_counters_line(r)
+    if line:
+        text.append(f"\n{line}", style="dim")
     return text
+
+
+def search_counters_line(r: SearchResult) -> str:
+    """Counters of one search, from its events through the library's tree model."""
+    from caspo_lite.search.tree import SearchTree
+
+    tree = SearchTree()
+    tree.apply_all(r.events)
+    parts = [tree.counter_line()]
+    c = tree.answer.counters if tree.answer is not None else {}
+    if "tokens_saved_vs_sc" in c:
+        parts.append(
+            f"~{c['tokens_saved_vs_sc']} tokens saved vs sc (shared {c.get('tokens_shared', 0)} exact)"
+        )
+    if "time_to_answer_s" in c:
+        parts.append(f"answer after {c['time_to_answer_s']:.2f}s")
+    return " · ".join(p for p in parts if p)
 
 
 def render_batch_table(summaries: Sequence[BatchSummary], title: str) -> Any:

@@ -193,20 +193,38 @@ def test_cat_vs_sc_bench_prints_ratios(tmp_path: Path, monkeypatch: pytest.Monke
     assert rows["cat"]["eval/accuracy/ratio"] == pytest.approx(1.0)
 
 
-def test_cat_forked_paths_keep_their_ancestors_steps(tmp_path: Path) -> None:
+def test_cat_forked_paths_keep_their_ancestors_steps_counted_once(tmp_path: Path) -> None:
+    from caspo_lite.config import SearchSection
+    from caspo_lite.eval.report import labelled_steps
+
     def loader(ref: str) -> FakeEngine:
         pieces = ["We", " have", " 1 + 1 = 2", "\n", "So", " it", " is 2", "\n", "Answer:", " 2", "\n"]
-        return FakeEngine([ScriptPath.of([(p, SHARP) for p in pieces])])
+        unsure = ["Hm", " x", " y", "\n", "Answer:", " 3", "\n"]
+        return FakeEngine(
+            [
+                ScriptPath.of([(p, SHARP) for p in pieces]),
+                ScriptPath.of([(unsure[0], SHARP)] + [(p, FLAT) for p in unsure[1:]]),
+            ]
+        )
 
     f = tmp_path / "one.jsonl"
     f.write_text(json.dumps({"question": "1 + 1?", "answer": "2"}) + "\n")
-    spec = _spec(tmp_path, task_path=str(f), strategies=["cat"], k=6, n=1)
+    # a beam of 2 under a budget of 6: the unsure root is pruned and the sure one forks into its slot
+    no_stop = {"accept_threshold": 1.01, "consensus": 1.01}
+    search = SearchSection(beam_width=2, prune_threshold=0.5, temperature=0.1, **no_stop)
+    spec = _spec(tmp_path, task_path=str(f), strategies=["cat"], k=6, n=1, search=search, seed=0)
     run_eval(spec, engine_loader=loader, labeler=label)
     (rec,) = read_records(spec.out / RECORDS_FILE)
-    assert any(p["parent"] is not None for p in rec["paths"])  # CaT forked
-    for p in rec["paths"]:
+    forked = [p for p in rec["paths"] if p["parent"] is not None]
+    assert forked  # CaT forked
+    for p in forked:
         assert [s["text"] for s in p["steps"]] == ["We have 1 + 1 = 2", "So it is 2", "Answer: 2"]
         assert all(s["n_tokens"] > 0 for s in p["steps"])
+    all_steps = [s for p in rec["paths"] for s in p["steps"] if s["label"] in ("correct", "wrong")]
+    unique = {s["node"] for s in all_steps}
+    assert len(all_steps) > len(unique)  # the shared first step appears under several paths ...
+    assert len(labelled_steps([rec])) == len(unique)  # ... and counts once in the step metrics
+    assert rec["counters"]["prunes"].get("confidence", 0) >= 1
 
 
 def test_resume_names_a_changed_config_field(tmp_path: Path) -> None:

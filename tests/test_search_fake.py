@@ -112,7 +112,7 @@ def test_cat_prunes_unsure_paths_and_frees_their_cells() -> None:
     res = run("cat", engine, k=6, beam_width=4, branch_factor=2, prune_threshold=0.5)
     assert res.answer == "4"
     pruned = [e for e in res.events if isinstance(e, BranchPruned)]
-    assert pruned and all(e.path_confidence < 0.5 for e in pruned if e.reason == "below prune threshold")
+    assert pruned and all(e.path_confidence < 0.5 for e in pruned if e.reason == "confidence")
     assert res.n_pruned >= 1
     assert {e.branch for e in pruned} <= {e.branch for e in res.events if isinstance(e, BranchStarted)}
     assert engine.freed, "pruned/finished branches must release their KV cells"
@@ -120,12 +120,13 @@ def test_cat_prunes_unsure_paths_and_frees_their_cells() -> None:
 
 
 def test_cat_forks_share_the_prefix() -> None:
-    engine = FakeEngine([sure("A", "4")])
-    res = run("cat", engine, k=4, beam_width=4, branch_factor=2, prune_threshold=0.0)
+    paths = [sure("A", "4"), unsure("B", "5")]
+    engine = FakeEngine(paths)
+    res = run("cat", engine, k=4, beam_width=2, branch_factor=2, prune_threshold=0.5, consensus=1.01, seed=4)
     forks = [e for e in res.events if isinstance(e, BranchStarted) and e.reason == "fork"]
-    assert forks and all(e.parent is not None for e in forks)
+    assert forks and all(e.parent is not None for e in forks)  # a pruned path's slot goes to a fork
     # forked children inherit the parent's tokens: fewer tokens than K independent samples
-    sc = run("sc", FakeEngine([sure("A", "4")]), k=4)
+    sc = run("sc", FakeEngine(paths), k=4)
     assert res.n_tokens < sc.n_tokens
 
 
@@ -136,16 +137,20 @@ def test_cat_uses_fewer_tokens_than_sc_with_the_same_budget() -> None:
     assert cat.n_tokens < sc.n_tokens
 
 
-def test_cat_all_pruned_falls_back_to_the_best_partial_path() -> None:
+def test_cat_never_prunes_the_last_paths_away() -> None:
     flat_a = ScriptPath.of(
         [("A", SHARP), (" 7", FLAT), (" +", FLAT), (" 1", FLAT), ("\n", FLAT), (" more", FLAT)]
     )
     flat_b = ScriptPath.of([("B", SHARP), (" 3", FLAT), (" 9", FLAT), ("\n", FLAT), (" more", FLAT)])
     res = run("cat", FakeEngine([flat_a, flat_b]), extract=last_number, k=3, prune_threshold=0.99)
-    assert not res.paths  # nothing finished
-    assert res.reason.startswith("fallback: all paths pruned")
-    assert res.answer in {"1", "9"}
-    assert res.n_pruned == res.n_branches == 3  # the tree restarted from the prompt until the budget ran out
+    assert len(res.paths) == 1 and res.n_pruned == 2  # every path below the bar; the surest goes on
+    assert res.answer in {"1", "9"} and not res.reason.startswith("fallback")
+
+
+def test_cat_without_any_answer_falls_back_to_the_best_partial_path() -> None:
+    flat = ScriptPath.of([("A", SHARP), (" 7", FLAT), ("\n", FLAT), (" more", FLAT)])
+    res = run("cat", FakeEngine([flat]), extract=lambda t: None, k=2, prune_threshold=0.0)
+    assert res.reason.startswith("fallback: no path finished with an answer")
 
 
 def test_cat_accept_threshold_stops_early() -> None:
@@ -153,9 +158,9 @@ def test_cat_accept_threshold_stops_early() -> None:
         [("L", SHARP)] + [(" s", SHARP), ("\n", SHARP)] * 6 + [("Answer: 9", SHARP), ("\n", SHARP)]
     )
     paths = [sure("A", "4"), long_path]
-    kw = {"k": 8, "beam_width": 4, "prune_threshold": 0.0, "seed": 5}
+    kw = {"k": 8, "beam_width": 8, "prune_threshold": 0.0, "seed": 5, "consensus": 1.01}
     res = run("cat", FakeEngine(paths), accept_threshold=0.5, **kw)
-    full = run("cat", FakeEngine(paths), **kw)
+    full = run("cat", FakeEngine(paths), accept_threshold=1.01, **kw)
     assert res.reason.startswith("accepted") and res.answer in {"4", "9"}
     assert res.n_tokens < full.n_tokens
     first_finish = next(i for i, e in enumerate(res.events) if isinstance(e, BranchFinished))
@@ -169,16 +174,15 @@ def test_cat_accept_threshold_stops_early() -> None:
 def test_cat_calibrated_threshold_from_warmup() -> None:
     engine = FakeEngine([sure("A", "4"), unsure("B", "5")])
     res = run("cat", engine, k=8, beam_width=4, prune_threshold=-1.0, prune_percentile=50.0, warmup=1)
-    thresholds = {
-        e.threshold for e in res.events if isinstance(e, BranchPruned) and e.reason == "below prune threshold"
-    }
+    thresholds = {e.threshold for e in res.events if isinstance(e, BranchPruned) and e.reason == "confidence"}
     assert len(thresholds) <= 1  # fixed once calibrated
     assert res.answer in {"4", "5"}
 
 
 def test_cat_vote_selection() -> None:
     engine = FakeEngine([sure("A", "4"), unsure("B", "5")])
-    res = run("cat", engine, k=6, prune_threshold=0.0, selection="vote")
+    no_stop = {"accept_threshold": 1.01, "consensus": 1.01}
+    res = run("cat", engine, k=6, prune_threshold=0.0, selection="vote", **no_stop)
     final = res.events[-1]
     assert (
         isinstance(final, AnswerChosen)

@@ -14,13 +14,13 @@ from _tui_script import MARKUP_STEP, ScriptedSource
 
 from caspo_lite.config import SearchSection, StepsSection
 from caspo_lite.engines.fake import FLAT, SHARP, FakeEngine, ScriptPath
+from caspo_lite.search.tree import ROOT
 from tui.app import CaspoApp, make_app
 from tui.history import load_turns
 from tui.inference import LibrarySource
 from tui.screens.chat import ChatScreen
 from tui.screens.settings import SettingsScreen
 from tui.settings import ChatSettings, load_settings
-from tui.tree_model import ROOT
 
 SIZE = (120, 36)
 

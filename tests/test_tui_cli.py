@@ -41,9 +41,10 @@ def test_tui_opens_home(launched: list[CaspoApp]) -> None:
     [
         (
             ["--strategy", "beam"],
-            "error: settings.search.strategy: unknown 'beam' (known: greedy, sc, bon, deepconf, cat)",
+            "error: settings.search.strategy: unknown 'beam' "
+            "(known: greedy, sc, bon, deepconf, cat, cat-verify)",
         ),
-        (["--k", "0"], "error: settings.search.k: must be at least 1"),
+        (["--k", "0"], "error: settings.search.k: must be at least 1, got 0"),
     ],
 )
 def test_chat_rejects_bad_options_in_one_line(

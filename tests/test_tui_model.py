@@ -10,6 +10,7 @@ from _tui_script import MARKUP_STEP, script_events
 
 from caspo_lite.errors import ConfigError
 from caspo_lite.search.events import BranchStarted, StepDone, TokenGenerated
+from caspo_lite.search.tree import ROOT, SearchTree
 from tui.history import (
     Turn,
     append_turn,
@@ -22,7 +23,6 @@ from tui.history import (
 from tui.inference import EventBatcher, batched
 from tui.settings import ChatSettings, apply_form, model_choices
 from tui.style import confidence_color, one_line
-from tui.tree_model import ROOT, SearchTree
 from tui.widgets.reasoning_tree import node_label
 
 

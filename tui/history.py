@@ -20,7 +20,7 @@ from typing import Any
 from caspo_lite.paths import atomic_write_text, data_dir
 from caspo_lite.search import events as ev
 from caspo_lite.search.events import AnswerChosen, SearchEvent
-from tui.tree_model import ROOT, SearchTree
+from caspo_lite.search.tree import ROOT, SearchTree
 
 log = logging.getLogger(__name__)
 

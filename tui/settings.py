@@ -145,11 +145,7 @@ def apply_form(current: ChatSettings, form: dict[str, str]) -> ChatSettings:
             )
         search["strategy"] = form["strategy"]
     new.search = build_section(SearchSection, search, "settings.search")
-    for name in ("k", "branch_factor", "beam_width", "max_tokens"):
-        if getattr(new.search, name) < 1:
-            raise ConfigError(f"settings.search.{name}: must be at least 1")
-    if new.search.temperature < 0:
-        raise ConfigError("settings.search.temperature: must be >= 0")
+    new.search.validate("settings.search")
     if "signal" in form:
         signals = signal_names()
         if form["signal"] not in signals:

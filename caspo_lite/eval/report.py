@@ -35,6 +35,10 @@ TABLE_COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("search/tokens", "tokens", 1),
     ("search/latency_s", "lat s", 2),
     ("search/tokens_per_s", "tok/s", 1),
+    ("search/decode_calls", "decodes", 1),
+    ("search/rows_per_decode", "rows/dec", 2),
+    ("search/pruned_by_confidence", "conf-pruned", 2),
+    ("search/early_stop", "early stop", 2),
 )
 
 
@@ -84,14 +88,24 @@ def chosen_path(record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def labelled_steps(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every labelled step of every finished path, up to and including its first wrong step."""
+    """Every labelled step of every finished path, up to and including its first wrong step.
+
+    A step shared by several paths (a CaT fork inherits its parent's steps) is one tree node
+    (``node``) and counts once per problem: its first labelled occurrence.
+    """
     out = []
     for rec in records:
+        seen: set[str] = set()
         for path in rec.get("paths") or []:
             steps = path.get("steps") or []
             labels = [s.get("label", "unknown") for s in steps]
             for step in steps[: M.usable_steps(labels)]:
                 if step.get("label") in (M.STEP_CORRECT, M.STEP_WRONG):
+                    node = step.get("node")
+                    if node is not None:
+                        if node in seen:
+                            continue
+                        seen.add(node)
                     out.append(step)
     return out
 
@@ -217,6 +231,7 @@ def summarize_group(
     )
     out["search/branches"] = M.mean("search/branches", [r.get("n_branches", 0) for r in records])
     out["search/pruned"] = M.mean("search/pruned", [r.get("n_pruned", 0) for r in records])
+    out.update(_counter_metrics(records))
     cal_info = None
     if calibration is not None:
         cal_info = {"signal": calibration.signal, "method": calibration.method, "source": calibration.source}
@@ -234,6 +249,24 @@ def summarize_group(
         list(zip(*M.risk_coverage([c for c, _ in finite], [y for _, y in finite]), strict=True)),
         list(zip(*M.risk_coverage([c for c, _ in finite_raw], [y for _, y in finite_raw]), strict=True)),
     )
+
+
+def _counter_metrics(records: Sequence[dict[str, Any]]) -> dict[str, M.Metric]:
+    """The search's own counters (decode calls, prunes by reason, early stop), when recorded."""
+    counted = [r["counters"] for r in records if isinstance(r.get("counters"), dict)]
+    if not counted:
+        return {}
+    out: dict[str, M.Metric] = {}
+    for key in ("decode_calls", "rows_per_decode", "time_to_answer_s", "tokens_saved_vs_sc"):
+        vals = [float(c[key]) for c in counted if isinstance(c.get(key), int | float)]
+        if vals:
+            out[f"search/{key}"] = M.mean(f"search/{key}", vals)
+    n = len(counted)
+    by_conf = sum(1 for c in counted if (c.get("prunes") or {}).get("confidence", 0) > 0)
+    out["search/pruned_by_confidence"] = M.Metric("search/pruned_by_confidence", by_conf / n, n)
+    early = sum(1 for c in counted if c.get("early_stop"))
+    out["search/early_stop"] = M.Metric("search/early_stop", early / n, n)
+    return out
 
 
 def summarize(

@@ -31,6 +31,7 @@ from caspo_lite.tasks.base import Problem, Task
 log = logging.getLogger(__name__)
 
 STRATEGIES: tuple[str, ...] = ("greedy", "sc", "bon", "deepconf", "cat")
+OPTIONAL_STRATEGIES: tuple[str, ...] = ("cat-verify",)  # only when asked, reported as its own row
 RECORDS_FILE = "problems.jsonl"
 CONFIG_FILE = "eval_config.json"
 # Settings that must match for a resumed eval to continue the same experiment.
@@ -56,18 +57,20 @@ class EvalSpec:
     steps: StepsSection = field(default_factory=StepsSection)
     label_steps: bool = True  # run the step labeler (needed for step reliability and step AUROC)
     abstain_below: float | None = None  # report coverage/accuracy when answers below it say "not sure"
+    record_all_signals: bool = True  # every signal per token (step AUROC); off for latency runs
 
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("eval: give at least one --model")
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        unknown = [s for s in self.strategies if s not in STRATEGIES + OPTIONAL_STRATEGIES]
         if unknown or not self.strategies:
             raise ConfigError(
                 f"eval: unknown strategy {', '.join(unknown) or '(none)'}; "
-                f"choose from {', '.join(STRATEGIES)}"
+                f"choose from {', '.join(STRATEGIES + OPTIONAL_STRATEGIES)}"
             )
         if self.k < 1:
             raise ConfigError(f"eval: --k must be >= 1, got {self.k}")
+        replace(self.search, k=self.k).validate("search")  # every search knob, before any model loads
         if self.n is not None and self.n < 1:
             raise ConfigError(f"eval: --n must be >= 1, got {self.n}")
         self.out = Path(self.out)
@@ -299,8 +302,17 @@ def problem_record(
         "n_branches": result.n_branches,
         "n_pruned": result.n_pruned,
         "chosen_path": _chosen_index(result, paths),
+        "counters": _counters(result),
         "paths": paths,
     }
+
+
+def _counters(result: Any) -> dict[str, Any]:
+    """The search's counters from its AnswerChosen (decode calls, prunes by reason, ...)."""
+    chosen = next(
+        (e for e in reversed(getattr(result, "events", []) or []) if isinstance(e, AnswerChosen)), None
+    )
+    return dict(chosen.counters) if chosen is not None else {}
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -364,7 +376,7 @@ def iter_eval(
                         replace(search, strategy=name),
                         spec.confidence,
                         spec.steps,
-                        record_all_signals=True,
+                        record_all_signals=spec.record_all_signals,
                     )
                     for problem in todo[model][name]:
                         t1 = time.perf_counter()

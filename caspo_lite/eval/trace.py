@@ -5,6 +5,9 @@ with `StepDone`; a forked branch (CaT) continues its parent's path, so its steps
 parent's steps at the fork plus its own. This module replays that stream into one list of
 `StepTrace` per finished branch, from which evaluation scores each signal at step level
 (DESIGN §1.2: step confidence = geometric mean of the step's token confidences).
+
+Each closed step carries its tree node (``node``: the branch that wrote it and its index), so a
+step two finished paths share through a fork is one node: step metrics count it once.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class StepTrace:
     confidence: float | None = None  # StepDone.step_confidence (None for a trailing unclosed step)
     stats: list[TokenStats] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)  # kept even when stats are absent
+    node: str | None = None  # "branch:step" of the branch that wrote it (None: an unclosed tail)
 
     def signals(self) -> dict[str, float | None]:
         """Step confidence for every signal (None when the search did not record stats)."""
@@ -51,6 +55,7 @@ class StepTrace:
             "n_tokens": max(len(self.stats), len(self.logprobs)),
             "signals": self.signals(),
             "entropy_nats": self.mean_entropy(),
+            "node": self.node,
         }
 
 
@@ -62,7 +67,7 @@ class _Branch:
 
 
 def _copy_step(step: StepTrace) -> StepTrace:
-    return StepTrace(step.text, step.confidence, list(step.stats), list(step.logprobs))
+    return StepTrace(step.text, step.confidence, list(step.stats), list(step.logprobs), step.node)
 
 
 def rebuild_paths(events: Iterable[Any]) -> dict[int, list[StepTrace]]:
@@ -92,6 +97,7 @@ def rebuild_paths(events: Iterable[Any]) -> dict[int, list[StepTrace]]:
             br = live.setdefault(ev.branch, _Branch())
             br.open.text = ev.text
             br.open.confidence = ev.step_confidence
+            br.open.node = f"{ev.branch}:{ev.step_index}"
             br.steps.append(br.open)
             br.open, br.open_text = StepTrace(text=""), []
         elif isinstance(ev, BranchFinished):

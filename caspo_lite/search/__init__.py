@@ -1,4 +1,4 @@
-"""Search strategies by name: greedy, sc, bon, deepconf, cat.
+"""Search strategies by name: greedy, sc, bon, deepconf, cat, cat-verify.
 
 One registry for the CLI, eval and the TUI: ``get_strategy(name, search, confidence, steps)``
 validates the knobs and returns an object whose ``run(engine, prompt, extract_answer)``
@@ -11,15 +11,17 @@ from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.errors import ConfigError
 from caspo_lite.search.base import SearchResult, Strategy, StrategyBase, run_search
 from caspo_lite.search.baselines import BestOfN, DeepConfOnline, Greedy, SelfConsistency
-from caspo_lite.search.cat import CaT
+from caspo_lite.search.cat import CaT, CaTVerify
+from caspo_lite.search.factory import build_runner, step_rule
 
-STRATEGY_NAMES = ("greedy", "sc", "bon", "deepconf", "cat")
+STRATEGY_NAMES = ("greedy", "sc", "bon", "deepconf", "cat", "cat-verify")
 _REGISTRY: dict[str, type[StrategyBase]] = {
     "greedy": Greedy,
     "sc": SelfConsistency,
     "bon": BestOfN,
     "deepconf": DeepConfOnline,
     "cat": CaT,
+    "cat-verify": CaTVerify,
 }
 
 
@@ -42,4 +44,12 @@ def get_strategy(
     )
 
 
-__all__ = ["STRATEGY_NAMES", "SearchResult", "Strategy", "get_strategy", "run_search"]
+__all__ = [
+    "STRATEGY_NAMES",
+    "SearchResult",
+    "Strategy",
+    "build_runner",
+    "get_strategy",
+    "run_search",
+    "step_rule",
+]

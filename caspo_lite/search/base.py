@@ -10,14 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from caspo_lite.confidence import PATH_MODES, SIGNALS
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.engines.base import Engine
 from caspo_lite.errors import ConfigError
-from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import AnswerChosen, BranchFinished, BranchPruned, SearchEvent
+from caspo_lite.search.factory import build_runner, step_rule
 from caspo_lite.search.runner import Runner
 from caspo_lite.steps import StepRule
 from caspo_lite.tasks.base import Prompt
@@ -33,41 +33,14 @@ class Strategy(Protocol):
 
 def check_search(search: SearchSection, confidence: ConfidenceSection, steps: StepsSection) -> StepRule:
     """Validate the knobs once, up front; ConfigError names the field and the valid range."""
-
-    def bad(name: str, value: object, want: str) -> ConfigError:
-        return ConfigError(f"search.{name} = {value!r} is invalid: {want}")
-
-    s = search
-    if s.k < 1:
-        raise bad("k", s.k, "need at least 1 path (--k 1 or more)")
-    if s.branch_factor < 1:
-        raise bad("branch_factor", s.branch_factor, "must be >= 1")
-    if s.beam_width < 1:
-        raise bad("beam_width", s.beam_width, "must be >= 1")
-    if not 0.0 <= s.prune_percentile <= 100.0:
-        raise bad("prune_percentile", s.prune_percentile, "must be within 0-100")
-    if s.warmup < 0:
-        raise bad("warmup", s.warmup, "must be >= 0")
-    if not s.temperature >= 0.0:
-        raise bad("temperature", s.temperature, "must be >= 0 (0 = greedy)")
-    if not 0.0 < s.top_p <= 1.0:
-        raise bad("top_p", s.top_p, "must be in (0, 1]")
-    if s.max_tokens < 1:
-        raise bad("max_tokens", s.max_tokens, "must be >= 1")
-    if s.selection not in ("max", "vote"):
-        raise bad("selection", s.selection, "choose 'max' or 'vote'")
-    if s.prune_threshold != s.prune_threshold:  # NaN
-        raise bad("prune_threshold", s.prune_threshold, "must be a number (< 0 = calibrate from warm-up)")
+    search.validate()
     if confidence.signal not in SIGNALS:
         raise ConfigError(f"confidence.signal = {confidence.signal!r}: choose one of {', '.join(SIGNALS)}")
     if confidence.path_mode not in PATH_MODES:
         raise ConfigError(
             f"confidence.path_mode = {confidence.path_mode!r}: choose one of {', '.join(PATH_MODES)}"
         )
-    try:
-        return StepRule(steps.delimiter, steps.min_step_tokens, steps.max_step_tokens)
-    except Exception as exc:  # re.error or ValueError from StepRule's own checks
-        raise ConfigError(f"steps: {exc}") from None
+    return step_rule(steps)
 
 
 @dataclass
@@ -92,18 +65,15 @@ class StrategyBase:
         greedy: bool = False,
         extra_signal: str | None = None,
     ) -> Runner:
-        s = self.search
-        sampler = Sampler(0.0 if greedy else s.temperature, s.top_p, s.seed)
-        return Runner(
+        return build_runner(
             engine,
             prompt,
             extract_answer,
             n_branches,
-            sampler,
-            signal=self.confidence.signal,
-            path_mode=self.confidence.path_mode,
-            step_rule=self.rule,
-            max_tokens=s.max_tokens,
+            self.search,
+            self.confidence,
+            rule=self.rule,
+            greedy=greedy,
             record_all=self.record_all_signals,
             extra_signal=extra_signal,
         )
@@ -112,6 +82,12 @@ class StrategyBase:
         self, runner: Runner, answer: str | None, conf: float, branch: int | None, **kw: object
     ) -> AnswerChosen:
         n_pruned = sum(1 for b in runner.pruned if not getattr(b, "stopped", False))
+        counters: dict[str, Any] = {
+            **runner.decode_counters(),
+            "prunes": dict(runner.prune_reasons),
+            "time_to_answer_s": runner.elapsed_s,
+            **kw.pop("counters", {}),  # type: ignore[dict-item]
+        }
         return AnswerChosen(
             answer=answer,
             confidence=float(conf),
@@ -121,6 +97,7 @@ class StrategyBase:
             n_branches=runner.n_started,
             n_pruned=n_pruned,
             elapsed_s=runner.elapsed_s,
+            counters=counters,
             **kw,  # type: ignore[arg-type]
         )
 

@@ -8,6 +8,7 @@ stream alone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from caspo_lite.confidence import TokenStats
 
@@ -71,6 +72,9 @@ class AnswerChosen:
     elapsed_s: float
     votes: dict[str, float] = field(default_factory=dict)
     reason: str = ""  # how the search stopped / how the answer was picked (e.g. a fallback)
+    # decode calls, rows per decode, prunes by reason, time to answer; CaT adds its threshold,
+    # early stop and tokens saved against SC (see CaT.counters)
+    counters: dict[str, Any] = field(default_factory=dict)
 
 
 SearchEvent = BranchStarted | TokenGenerated | StepDone | BranchPruned | BranchFinished | AnswerChosen

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from caspo_lite.tasks.base import Prompt
 
 _ANSWER_LINE = re.compile(r"(?:^|\n)[^\n]*\banswer\b[^\n]*:[^\n]*\S[^\n]*\n\s*$", re.IGNORECASE)
 PROMPT_SEQ = 0
+ExtractFn = Callable[[str], str | None]
 
 
 @dataclass(eq=False)
@@ -49,6 +51,7 @@ class Branch:
     extra_conf: list[float] = field(default_factory=list)  # a second signal (DeepConf windows)
     step_confs: list[float] = field(default_factory=list)
     step_start: int = 0  # index into tokens where the open step began
+    last_step_start: int = 0  # where the last closed step began (its text: pieces[last:step_start])
     own_start: int = 0  # tokens before this index were inherited from the parent
     segmenter: StepSegmenter = field(default_factory=StepSegmenter)
     row: np.ndarray | None = None  # logits for the next token (engine view, valid until next decode)
@@ -102,6 +105,12 @@ class Runner:
         self.pruned: list[Branch] = []
         self.n_started = 0
         self.n_tokens = 0
+        self.n_decodes = 0  # batched decode calls after the prompt (one per advance with live rows)
+        self.rows_decoded = 0  # rows over those calls (tokens fed back to the engine)
+        self.max_rows = 0
+        self.first_rows = 0  # rows of the first decode: the batch the search opened with
+        self.n_inherited = 0  # tokens forks took over from their parents (decoded once, shared)
+        self.prune_reasons: Counter[str] = Counter()
         self.t0 = time.perf_counter()
         self._stops = tuple(s for s in prompt.stop if s)
 
@@ -150,17 +159,21 @@ class Runner:
                 extra_conf=list(parent.extra_conf),
                 step_confs=list(parent.step_confs),
                 step_start=parent.step_start,
+                last_step_start=parent.last_step_start,
                 own_start=len(parent.tokens),
                 segmenter=StepSegmenter(self.rule, parent.segmenter.n_tokens, parent.segmenter.n_content),
                 row=parent.row,
                 path_conf=parent.path_conf,
             )
+        if parent is not None:
+            self.n_inherited += len(parent.tokens)
         self.live.append(b)
         return b, BranchStarted(branch=bid, parent=b.parent, step_index=b.n_steps, reason=reason)
 
     def prune(self, b: Branch, threshold: float, reason: str) -> BranchPruned:
         self._release(b)
         self.pruned.append(b)
+        self.prune_reasons[reason] += 1
         return BranchPruned(branch=b.id, path_confidence=b.path_conf, threshold=threshold, reason=reason)
 
     def _release(self, b: Branch) -> None:
@@ -207,6 +220,12 @@ class Runner:
         if to_decode:
             assert self.session is not None
             rows = self.session.decode(to_decode)
+            n = len(to_decode)
+            self.n_decodes += 1
+            self.rows_decoded += n
+            self.max_rows = max(self.max_rows, n)
+            if self.n_decodes == 1:
+                self.first_rows = n
             for b in self.live:
                 b.row = rows[b.seq]
         return events
@@ -232,6 +251,7 @@ class Runner:
         b.step_confs.append(sc)
         b.path_conf = path_confidence(b.step_confs, self.path_mode)
         ev = StepDone(b.id, b.n_steps - 1, text.strip(), sc, b.path_conf, tuple(confs))
+        b.last_step_start = b.step_start
         b.step_start = len(b.tokens)
         return ev
 
@@ -256,6 +276,15 @@ class Runner:
         self.finished.append(fin)
         events.append(fin)
         return events
+
+    def decode_counters(self) -> dict[str, float]:
+        """Decode calls and rows per call so far (the batch the engine actually saw)."""
+        return {
+            "decode_calls": self.n_decodes,
+            "rows_per_decode": self.rows_decoded / self.n_decodes if self.n_decodes else 0.0,
+            "max_rows": self.max_rows,
+            "first_decode_rows": self.first_rows,
+        }
 
     def partial_answer(self, b: Branch) -> str | None:
         return self.extract_answer(b.text)

@@ -23,10 +23,8 @@ from caspo_lite.pairs import (
     round_confidences,
     used_steps,
 )
-from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import BranchFinished, StepDone, TokenGenerated
-from caspo_lite.search.runner import Runner
-from caspo_lite.steps import StepRule
+from caspo_lite.search.factory import build_runner
 from caspo_lite.tasks.base import Problem, Prompt, Task
 from caspo_lite.train.config import TrainConfig
 from caspo_lite.train.sampling import problem_seed
@@ -36,16 +34,16 @@ def sample_steps(
     engine: Any, text: str, m: int, cfg: TrainConfig, seed: int, task: Task
 ) -> list[tuple[str, list[float]]]:
     """m next steps after raw ``text``: (step text, token confidences) each."""
-    rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
-    runner = Runner(
+    runner = build_runner(
         engine,
         Prompt(text=text),
         task.extract_answer,
         m,
-        Sampler(cfg.sample.temperature, cfg.sample.top_p, seed),
-        signal=cfg.confidence.signal,
-        step_rule=rule,
+        cfg.sample,
+        replace(cfg.confidence, path_mode="geomean"),
+        cfg.steps,
         max_tokens=cfg.steps.max_step_tokens,
+        seed=seed,
     )
     pieces: dict[int, list[str]] = {}
     confs: dict[int, list[float]] = {}

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.answer_signals import path_signals
-from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import BranchFinished
-from caspo_lite.search.runner import Runner
-from caspo_lite.steps import StepRule
+from caspo_lite.search.factory import build_runner
 from caspo_lite.tasks.base import Problem, Task
 from caspo_lite.train.config import TrainConfig
 from caspo_lite.train.ledger import JsonlAppender, read_jsonl
@@ -26,16 +24,15 @@ def greedy_answer(engine: Any, task: Task, problem: Problem, cfg: TrainConfig) -
 
 def _greedy(engine: Any, task: Task, problem: Problem, cfg: TrainConfig) -> tuple[BranchFinished, Any]:
     """The greedy path and its `Branch` (whose pieces and token confidences the signals need)."""
-    rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
-    runner = Runner(
+    runner = build_runner(
         engine,
         task.prompt(problem),
         task.extract_answer,
         1,
-        Sampler(0.0),
-        signal=cfg.confidence.signal,
-        path_mode=cfg.confidence.path_mode,
-        step_rule=rule,
+        cfg.sample,
+        cfg.confidence,
+        cfg.steps,
+        greedy=True,
         max_tokens=cfg.rounds.dev_max_tokens,
     )
     runner.open()

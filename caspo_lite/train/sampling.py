@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from caspo_lite.engines.base import Engine
-from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import BranchFinished, TokenGenerated
-from caspo_lite.search.runner import Runner
-from caspo_lite.steps import StepRule
+from caspo_lite.search.factory import build_runner
 from caspo_lite.tasks.base import Problem, Prompt, Task
 from caspo_lite.train.config import TrainConfig
 from caspo_lite.train.ledger import fault_point
@@ -103,18 +101,8 @@ def sample_problem(
         from caspo_lite.train.remote_sampling import sample_problem_remote
 
         return sample_problem_remote(engine, task, problem, cfg, seed, tokenizer, n, prompt)
-    rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
-    sampler = Sampler(cfg.sample.temperature, cfg.sample.top_p, seed=seed)
-    runner = Runner(
-        engine,
-        prompt,
-        task.extract_answer,
-        n_branches=n,
-        sampler=sampler,
-        signal=cfg.confidence.signal,
-        path_mode=cfg.confidence.path_mode,
-        step_rule=rule,
-        max_tokens=cfg.sample.max_tokens,
+    runner = build_runner(
+        engine, prompt, task.extract_answer, n, cfg.sample, cfg.confidence, cfg.steps, seed=seed
     )
     traces: dict[int, _Trace] = {}
     finished: dict[int, BranchFinished] = {}

@@ -24,11 +24,11 @@ from textual.worker import get_current_worker
 from caspo_lite.answer_confidence import AnswerConfidence, confidence_from_events
 from caspo_lite.errors import CaspoError
 from caspo_lite.search.events import AnswerChosen, SearchEvent
+from caspo_lite.search.tree import ROOT, SearchTree
 from tui.history import Turn, append_turn, export_tree
 from tui.inference import EventBatcher, prepare
 from tui.messages import SearchEnded, SearchProgressed, SearchStarted
 from tui.settings import ChatSettings
-from tui.tree_model import ROOT, SearchTree
 from tui.widgets.conversation import ConversationView, answer_markdown
 from tui.widgets.reasoning_tree import ReasoningTree
 from tui.widgets.status_bar import SearchStatus, StatusBar
@@ -144,6 +144,7 @@ class ChatScreen(Screen[None]):
             saved_vs_sc=self._saved_vs_sc(settings),
             k=settings.search.k,
             elapsed_s=max(0.0, end - self._t0) if self.state != "idle" else 0.0,
+            counters=self.tree_model.counter_line(),
         )
 
     def _saved_vs_sc(self, settings: ChatSettings) -> int | None:

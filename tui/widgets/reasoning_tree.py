@@ -13,8 +13,8 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from caspo_lite.search.tree import ROOT, SearchTree, StepNode
 from tui.style import confidence_badge, one_line
-from tui.tree_model import ROOT, SearchTree, StepNode
 
 
 def node_label(tree: SearchTree, node: StepNode, signal: str = "entropy") -> Text:

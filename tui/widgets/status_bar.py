@@ -21,6 +21,7 @@ class SearchStatus:
     saved_vs_sc: int | None = None  # None: not meaningful (still searching, or the strategy is sc)
     k: int = 0
     elapsed_s: float = 0.0
+    counters: str = ""  # prunes by reason, decode calls, early stop (SearchTree.counter_line)
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -39,6 +40,8 @@ class SearchStatus:
             (f"· {tps} tok/s ", ""),
             (f"· {self.elapsed_s:.1f}s", ""),
         ]
+        if self.counters:
+            parts.append((f" · {self.counters}", "dim"))
         return Text.assemble(*parts)
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from caspo_lite.search.tree import ROOT, SearchTree
 from tui.style import token_heatmap
-from tui.tree_model import ROOT, SearchTree
 
 
 class TokenView(Static):

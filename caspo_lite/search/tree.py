@@ -119,6 +119,8 @@ class SearchTree:
         SC would decode K full paths; we estimate a full path's length by the mean length of
         the paths this search finished (None until one has finished).
         """
+        if self.answer is not None and "tokens_saved_vs_sc" in self.answer.counters:
+            return int(self.answer.counters["tokens_saved_vs_sc"])  # CaT's own count (see CaT.counters)
         lengths = [f.n_tokens for f in self.finished.values()]
         if not lengths:
             return None
@@ -265,3 +267,22 @@ class SearchTree:
             return finished.text
         tip = self.branch_tip(self.answer.branch)
         return "\n".join(self.nodes[n].display_text() for n in self.path_to(tip)[1:])
+
+    def prunes_by_reason(self) -> dict[str, int]:
+        """Pruned branches per reason so far (confidence, beam, verify, stopped: ...)."""
+        out: dict[str, int] = {}
+        for node in self.nodes.values():
+            if node.pruned is not None:
+                out[node.pruned[2]] = out.get(node.pruned[2], 0) + 1
+        return out
+
+    def counter_line(self) -> str:
+        """The search's counters in one short line (prunes by reason; decodes once answered)."""
+        prunes = self.prunes_by_reason()
+        parts = [f"pruned {', '.join(f'{r} {n}' for r, n in sorted(prunes.items()))}"] if prunes else []
+        c = self.answer.counters if self.answer is not None else {}
+        if "decode_calls" in c:
+            parts.append(f"{c['decode_calls']} decodes × {c.get('rows_per_decode', 0):.1f} rows")
+        if c.get("early_stop"):
+            parts.append(f"stopped: {c['early_stop']}")
+        return " · ".join(parts)
