@@ -40,6 +40,12 @@ def test_round_calibration_round_trips_through_export(llama_hf: Path, tmp_path: 
         assert back is not None and back.source.startswith("gguf:")
         assert back.prob(0.83) == pytest.approx(cal.prob(0.83))
         assert back.fit["split"] == "dev"
+        # CaT finds its thresholds in the same metadata when the file is not beside the GGUF
+        from types import SimpleNamespace
+
+        from caspo_lite.search.cat_calibration import load_calibration
+
+        assert load_calibration(SimpleNamespace(path=f.path))["cat"] == {"step_percentiles": {"30": 0.81}}
 
 
 def test_a_model_without_calibration_exports_without_keys(llama_hf: Path, tmp_path: Path) -> None:

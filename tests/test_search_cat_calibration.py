@@ -33,16 +33,26 @@ def test_fit_and_threshold_interpolate_between_stored_percentiles() -> None:
         fit_cat_thresholds([], [], "entropy", "geomean")
 
 
-def test_cat_section_keeps_the_answer_section(tmp_path: Path) -> None:
+def test_cat_section_keeps_the_answer_section_and_accept_reads_its_map(tmp_path: Path) -> None:
+    from caspo_lite.calibration import AnswerCalibration, save_answer_calibration
+    from caspo_lite.search.events import BranchFinished
+
     f = tmp_path / "calibration.json"
-    update_section(f, "answer", {"signal": "path_confidence", "map": {"x": [0.0, 1.0], "y": [0.1, 0.6]}})
+    lift = AnswerCalibration("path", "isotonic", {"x": [0.0, 1.0], "y": [0.1, 0.6]}, "cat")
+    save_answer_calibration(f, lift)
     update_section(f, "cat", fit_cat_thresholds([0.5], [0.5], "entropy", "geomean"))
     data = read_calibration(f)
     assert data is not None and set(data) >= {"answer", "cat"}
     p = answer_probability(data)
-    assert p is not None and p(0.5) == pytest.approx(0.35)
-    assert answer_probability({"answer": {"signal": "vote_share"}}) is None
-    assert load_calibration(None, str(f)) == data
+    assert p is not None
+    assert p(BranchFinished(0, "Answer: 3", "3", 0.5, 4, "answer", (0.5,))) == pytest.approx(0.35)
+    assert p(BranchFinished(0, "no answer", None, 0.9, 4, "eos", (0.9,))) == 0.0  # never graded right
+    # a map on a signal one path cannot define alone (the vote share), or for another strategy: raw
+    vote = AnswerCalibration("vote_share", "isotonic", {"x": [0.0, 1.0], "y": [0.1, 0.6]}, "cat")
+    save_answer_calibration(f, vote)
+    assert answer_probability(read_calibration(f)) is None
+    assert answer_probability(data, strategy="sc") is None
+    assert load_calibration(None, str(f)) == read_calibration(f)
 
 
 def test_missing_explicit_calibration_is_a_one_line_error(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ class CaT(StrategyBase):
         width = min(s.beam_width, s.k)
         runner = self.runner(engine, prompt, extract_answer, width)
         calibration = load_calibration(engine, s.calibration)  # cached: read once per model file
-        self.p_correct: Callable[[float], float] | None = answer_probability(calibration)
+        self.p_correct: Callable[[BranchFinished], float] | None = answer_probability(calibration)
         self.threshold, self.threshold_source = self._initial_threshold(calibration)
         self.warm: dict[int, float] = {}  # root id -> path confidence at its first boundary
         self.roots: set[int] = set()
@@ -174,7 +174,7 @@ class CaT(StrategyBase):
 
     def answer_confidence(self, f: BranchFinished) -> float:
         """The confidence the accept test reads: calibrated P(correct) when the model has a map."""
-        return self.p_correct(f.path_confidence) if self.p_correct is not None else f.path_confidence
+        return self.p_correct(f) if self.p_correct is not None else f.path_confidence
 
     def _should_stop(self, runner: Runner, done: list[BranchFinished]) -> _Stop | None:
         s = self.search

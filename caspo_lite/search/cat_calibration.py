@@ -19,16 +19,24 @@ returns None for any other (CaT then falls back to warm-up paths).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from caspo_lite.calibration_file import FILE_NAME, calibration_path, read_calibration, update_section
-from caspo_lite.errors import DataError
-from caspo_lite.search.events import StepDone
+from caspo_lite.calibration_file import (
+    FILE_NAME,
+    calibration_path,
+    read_calibration,
+    read_gguf_calibration,
+    update_section,
+)
+from caspo_lite.errors import DataError, ModelError
+from caspo_lite.search.events import BranchFinished, StepDone
 
+log = logging.getLogger(__name__)
 SECTION = "cat"
 PERCENTILES: tuple[int, ...] = tuple(range(5, 100, 5))
 _cache: dict[tuple[str, float, int], dict[str, Any] | None] = {}
@@ -119,44 +127,78 @@ def _calibration_file_for(path: Path) -> Path | None:
 
 
 def load_calibration(engine: Any, explicit: str = "") -> dict[str, Any] | None:
-    """The whole calibration file for this engine's model (or ``explicit``), cached by mtime."""
+    """The whole calibration for this engine's model (or the ``explicit`` file), cached by mtime.
+
+    Looked up as everywhere else: the round's or the sha256-keyed calibration file, else the
+    ``caspo.calibration.*`` metadata that `export` wrote into the GGUF itself.
+    """
     where = Path(explicit) if explicit else model_calibration_file(engine)
-    if where is None:
-        return None
-    try:
-        st = where.stat()
-    except OSError:
+    st = _stat(where) if where is not None else None
+    if st is None:
         if explicit:
             raise DataError(
                 f"search.calibration = {explicit!r}: no such file; run caspo-lite calibrate-cat"
             ) from None
-        return None
+        return _gguf_calibration(getattr(engine, "path", None))
     key = (str(where), st.st_mtime, st.st_size)
     if key not in _cache:
         _cache[key] = read_calibration(where)
     return _cache[key]
 
 
-def answer_probability(calibration: dict[str, Any] | None) -> Callable[[float], float] | None:
-    """P(correct) from a path confidence via the ``answer`` section's map, when it has one.
-
-    Reads only the file format (points ``x`` -> ``y`` of a monotone map over path confidence);
-    any other shape, or another signal than ``path_confidence``, gives None (raw confidence).
-    """
-    sec = (calibration or {}).get("answer")
-    if not isinstance(sec, dict) or sec.get("signal", "path_confidence") != "path_confidence":
-        return None
-    fmap = sec.get("map", sec)
-    if not isinstance(fmap, dict):
-        return None
-    xs, ys = fmap.get("x"), fmap.get("y")
-    if not isinstance(xs, list) or not isinstance(ys, list) or len(xs) != len(ys) or len(xs) < 2:
-        return None
+def _stat(path: Path) -> Any:
     try:
-        xa, ya = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-    except (TypeError, ValueError):
+        return path.stat()
+    except OSError:
         return None
-    return lambda c: float(np.interp(c, xa, ya))
+
+
+def _gguf_calibration(path: Any) -> dict[str, Any] | None:
+    """The calibration carried in a GGUF's metadata, or None (not a GGUF, none written, unreadable)."""
+    if path is None or Path(path).suffix.lower() != ".gguf":
+        return None
+    st = _stat(Path(path))
+    if st is None:
+        return None
+    key = (f"gguf:{path}", st.st_mtime, st.st_size)
+    if key not in _cache:
+        try:
+            _cache[key] = read_gguf_calibration(Path(path))
+        except ModelError as exc:
+            log.warning("ignoring the calibration in %s: %s", path, exc)
+            _cache[key] = None
+    return _cache[key]
+
+
+SINGLE_PATH_SIGNALS = ("path", "min_step", "tail")  # defined for one finished path on its own
+
+
+def answer_probability(
+    calibration: dict[str, Any] | None, where: str = FILE_NAME, strategy: str = "cat"
+) -> Callable[[BranchFinished], float] | None:
+    """P(correct) of one finished path via the ``answer`` section's map for ``strategy``.
+
+    The accept test judges a path the moment it finishes, before any vote exists, so only a map
+    on a signal that one path defines on its own (`SINGLE_PATH_SIGNALS`) can serve; any other
+    signal, or no map, gives None and the accept test reads the raw path confidence. A malformed
+    section is logged and ignored here: a search never fails over its stopping rule.
+    """
+    from caspo_lite.answer_signals import path_signals  # calibration -> answer_signals -> search
+    from caspo_lite.calibration import read_answer_section
+
+    try:
+        cal = read_answer_section(calibration, where).get(strategy)
+    except ModelError as exc:
+        log.warning("ignoring the answer calibration for CaT's accept test: %s", exc)
+        return None
+    if cal is None or cal.signal not in SINGLE_PATH_SIGNALS:
+        return None
+
+    def prob(finished: BranchFinished) -> float:
+        p = cal.prob_of(path_signals(finished, []), finished.answer)
+        return float(finished.path_confidence) if p is None else p
+
+    return prob
 
 
 def fit_and_store(
