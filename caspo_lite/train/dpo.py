@@ -53,6 +53,7 @@ class DpoResult:
     reward_accuracy: float  # share of pairs with a positive margin
     logs: list[dict[str, float]]
     resumed_from: str | None = None  # the checkpoint this run continued from
+    peak_gpu_gb: float | None = None  # torch.cuda.max_memory_allocated of the DPO process (CUDA only)
 
 
 def tokenize_pairs(pairs: Sequence[Pair], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
@@ -320,9 +321,18 @@ def train_dpo(
         reward_accuracy=sum(m > 0 for m in margins) / len(margins),
         logs=built.logs,
         resumed_from=Path(resume).name if resume else None,
+        peak_gpu_gb=_peak_gpu_gb(),
     )
     atomic_write_text(round_dir / "dpo_result.json", json.dumps(result.__dict__, indent=1))
     return result
+
+
+def _peak_gpu_gb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3)
 
 
 def merge_policy(policy: Any, tokenizer: Any, out_dir: Path, backend: Backend, cfg: DpoSection) -> Path:

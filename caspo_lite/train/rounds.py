@@ -71,10 +71,13 @@ def export_gguf(hf_dir: Path, out: Path, dtype: str) -> Path | None:
     """Lossless GGUF for llama.cpp sampling, or None (then sampling runs through transformers)."""
     if out.is_file():
         return out
-    from quant.gguf_writer import write_gguf
-
     try:
+        from quant.gguf_writer import write_gguf
+
         return write_gguf(hf_dir, out, dtype=dtype)
+    except ImportError as exc:  # the gguf package is absent (a GPU box sampling with transformers)
+        log.warning("cannot export %s to GGUF (%s); sampling will use transformers", hf_dir, exc)
+        return None
     except ExportError as exc:
         log.warning("cannot export %s to GGUF (%s); sampling will use transformers", hf_dir, exc)
         return None
@@ -290,6 +293,7 @@ def run_round(
                 reward_margin=res["reward_margin"],
                 reward_accuracy=res["reward_accuracy"],
                 resumed_from=res["resumed_from"],
+                peak_gpu_gb=res.get("peak_gpu_gb"),
             )
             on_event(TrainEvent("done", r, "dpo", info={"reward_margin": res["reward_margin"]}))
         dpo_info = ledger.info("dpo")
