@@ -191,3 +191,28 @@ def test_unsloth_probe_reports_a_broken_install(tmp_path: Path, monkeypatch: pyt
     with pytest.raises(BackendUnavailable, match="no NVIDIA GPU found") as info:
         probe_unsloth()
     assert "\n" not in str(info.value)
+
+
+def test_unsloth_is_probed_in_another_process_never_imported_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sampling process must stay unpatched: `train` start imports Unsloth only in a probe."""
+    import os
+
+    from caspo_lite import backend
+    from caspo_lite.train import rounds
+    from caspo_lite.train.config import load_train_config
+
+    pkg = tmp_path / "unsloth"
+    pkg.mkdir()
+    marker = tmp_path / "imported-by"
+    (pkg / "__init__.py").write_text(
+        f"import os\nopen({str(marker)!r}, 'w').write(str(os.getpid()))\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    forced = backend.Backend("unsloth", "cuda", "mocked: a GPU and the extra")
+    monkeypatch.setattr(backend, "choose_backend", lambda *a, **k: forced)
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / "tiny-ci.toml")
+    assert rounds.start_backend(cfg).name == "unsloth"
+    assert "unsloth" not in sys.modules
+    assert marker.read_text() != str(os.getpid())  # imported, but by the probe process

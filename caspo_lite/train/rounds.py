@@ -144,10 +144,6 @@ def choose_engine(cfg: TrainConfig, policy: Policy, device: str | None = None) -
     )
 
 
-def choose_engine_kind(cfg: TrainConfig, policy: Policy) -> str:
-    return choose_engine(cfg, policy).kind
-
-
 def open_engine(cfg: TrainConfig, policy: Policy) -> Any:
     from caspo_lite.engines import load_engine
 
