@@ -358,7 +358,11 @@ def dpo_step_memory(model: Any, dpo: dict[str, Any], device: str, vocab: int) ->
     model = get_peft_model(
         model, LoraConfig(r=dpo["r"], lora_alpha=2 * dpo["r"], target_modules=dpo["targets"])
     )
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x's name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.enable_input_require_grads()
     model.config.use_cache = False
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -472,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-shaped", action="store_true", help="skip step 6 (recipe-shaped models)")
     args = parser.parse_args(argv)
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     cuda = torch.cuda.is_available() and not args.smoke
     if not cuda and not args.smoke:
         raise SystemExit("gpu_proof: no CUDA device; run with --cpu-smoke to check the script on a CPU")
