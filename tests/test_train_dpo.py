@@ -129,3 +129,53 @@ def test_dpo_child_crash_is_one_line_with_its_log(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailed, match=r"failed with exit code 1: .*dpo_worker.log") as info:
         run_dpo_process(rd, tmp_path / "no-such-model", CFG, CPU)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_killing_train_kills_its_dpo_process(tiny_hf_dir: Path, tmp_path: Path) -> None:
+    """kill -9 of the parent must not leave an orphan DPO process training on the card (the child
+    asks for PR_SET_PDEATHSIG; failing that, its next progress write hits a broken pipe)."""
+    import signal
+    import time
+
+    rd = _round_dir(tmp_path)
+    code = (
+        "import sys; from pathlib import Path; from caspo_lite.train.dpo_process import run_dpo_process; "
+        "from caspo_lite.train.config import DpoSection; from caspo_lite.backend import Backend; "
+        f"run_dpo_process(Path({str(rd)!r}), Path({str(tiny_hf_dir)!r}), "
+        "DpoSection(max_steps=400, save_steps=400, batch_size=2, lora_r=4, lora_alpha=8, max_length=128), "
+        "Backend('trl', 'cpu', 'test'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        child = None
+        for _ in range(600):  # wait until the child has started training (its log has lines)
+            pids = subprocess.run(
+                ["pgrep", "-P", str(parent.pid)], capture_output=True, text=True
+            ).stdout.split()
+            if pids and (rd / "dpo_log.jsonl").is_file():
+                child = int(pids[0])
+                break
+            time.sleep(0.1)
+        assert child is not None, (
+            (rd / "dpo_worker.log").read_text() if (rd / "dpo_worker.log").exists() else ""
+        )
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        for _ in range(100):
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            status = Path(f"/proc/{child}/stat")
+            if status.exists() and status.read_text().split()[2] == "Z":
+                break  # a zombie (dead, not yet reaped by init)
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the DPO process outlived its killed parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()

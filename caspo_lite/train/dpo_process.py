@@ -56,15 +56,21 @@ def write_job(round_dir: Path, policy_dir: Path, cfg: DpoSection, backend: Backe
     return path
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: ask the kernel to SIGKILL this child when the parent dies (kill -9 of `train`)."""
-    if not sys.platform.startswith("linux"):
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (kill -9 of `train`).
+
+    Done in the child itself (not as a ``preexec_fn``, unsafe when the parent has threads); a
+    parent that died before the call is caught by comparing ``getppid``.
+    """
+    if parent_pid is None or not sys.platform.startswith("linux"):
         return
     import ctypes
 
     pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def run_dpo_process(
@@ -95,6 +101,8 @@ def run_dpo_process(
         str(round_dir),
         "--progress-fd",
         str(write_fd),
+        "--parent-pid",
+        str(os.getpid()),
     ]
     with open(log_path, "ab") as log_fh:
         proc = subprocess.Popen(  # noqa: S603 - our own module, argument list
@@ -103,7 +111,6 @@ def run_dpo_process(
             stdout=log_fh,
             stderr=subprocess.STDOUT,
             pass_fds=(write_fd,),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, no locks taken
             env=env,
         )
     os.close(write_fd)
@@ -212,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="one round of DPO (started by caspo-lite train)")
     parser.add_argument("round_dir", type=Path)
     parser.add_argument("--progress-fd", type=int, default=None)
+    parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
+    _die_with_parent(args.parent_pid)
     return child_main(args.round_dir, args.progress_fd)
 
 
