@@ -86,6 +86,8 @@ class HFSession:
     def decode(self, tokens: dict[int, int]) -> dict[int, np.ndarray]:
         torch = _torch()
         e = self.engine
+        if not tokens:
+            return {}
         for seq in tokens:
             if seq not in self.lengths:
                 raise EngineError(f"sequence {seq} was never prefilled or forked")
