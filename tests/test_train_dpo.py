@@ -179,3 +179,21 @@ def test_killing_train_kills_its_dpo_process(tiny_hf_dir: Path, tmp_path: Path) 
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_dpo_process_uses_the_card_and_frees_it(tiny_hf_dir: Path, tmp_path: Path) -> None:
+    """On a CUDA card: DPO in its own process with the card's mixed precision; the parent holds
+    no training memory afterwards."""
+    import torch
+
+    from caspo_lite.backend import choose_backend
+    from caspo_lite.train.dpo_process import run_dpo_process
+
+    backend = choose_backend("trl", device="cuda")
+    assert backend.bf16 != backend.fp16
+    before = torch.cuda.memory_allocated()
+    res = run_dpo_process(_round_dir(tmp_path), tiny_hf_dir, CFG, backend)
+    assert res["steps"] == 4 and res["peak_gpu_gb"] and res["peak_gpu_gb"] > 0
+    assert torch.cuda.memory_allocated() == before
