@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         from caspo_lite.train.rounds import start_backend
 
         try:
-            start_backend(round_config(model, backend, True))
+            start_backend(round_config(model, "auto", True))  # auto resolves to trl here
             say("4bit", "NOT REFUSED without Unsloth")
         except ConfigError as exc:
             say("4bit", f"refused as expected: {exc}")
