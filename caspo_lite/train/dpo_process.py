@@ -104,6 +104,10 @@ def run_dpo_process(
         "--parent-pid",
         str(os.getpid()),
     ]
+    # the child imports the very caspo_lite this process runs, installed or not
+    child_env = dict(os.environ if env is None else env)
+    root = str(Path(__file__).resolve().parents[2])
+    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH", "")) if p)
     with open(log_path, "ab") as log_fh:
         proc = subprocess.Popen(  # noqa: S603 - our own module, argument list
             cmd,
@@ -111,7 +115,7 @@ def run_dpo_process(
             stdout=log_fh,
             stderr=subprocess.STDOUT,
             pass_fds=(write_fd,),
-            env=env,
+            env=child_env,
         )
     os.close(write_fd)
     try:
