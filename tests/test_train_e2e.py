@@ -176,7 +176,7 @@ def test_kill_mid_sampling_and_mid_dpo_then_resume(run_dir: Path, tmp_path: Path
     )
     with open(rd / "samples.jsonl", "ab") as fh:  # as if the kill had landed mid-write
         fh.write(b'{"problem_id": "half a li')
-    p = _cli(out, home, "dpo:3")  # resumes sampling; SIGKILL at the end of DPO step 3
+    p = _cli(out, home, "dpo:3")  # resumes sampling; SIGKILL (DPO process and train) at the end of step 3
     assert p.returncode == -9, p.stderr[-2000:]
     assert (rd / "dpo" / "checkpoint-2" / "trainer_state.json").is_file()
     before = json.loads((rd / "ledger.json").read_text())["stages"]

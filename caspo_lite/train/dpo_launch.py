@@ -26,9 +26,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from caspo_lite.errors import BackendUnavailable, CaspoError, ConfigError
-from caspo_lite.train.dpo import DpoResult
 
 
 def launch_command(
@@ -56,8 +56,9 @@ def launch_command(
 
 def launch_dpo(
     round_dir: Path, policy_dir: Path, backend: str, num_processes: int, accelerate_config: str = ""
-) -> DpoResult:
-    """Run the round's DPO under `accelerate launch`; the result rank 0 wrote."""
+) -> dict[str, Any]:
+    """Run the round's DPO under `accelerate launch`; return the ``dpo_result.json`` rank 0 wrote
+    (the same dict `dpo_process.run_dpo_process` returns for one process)."""
     import importlib.util
 
     if importlib.util.find_spec("accelerate") is None:
@@ -75,7 +76,7 @@ def launch_dpo(
             f"DPO under accelerate launch ({num_processes} processes) failed with exit "
             f"{proc.returncode}: {tail}; rerun the same command to resume from the last checkpoint"
         )
-    return DpoResult(**json.loads(result_path.read_text(encoding="utf-8")))
+    return json.loads(result_path.read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> None:
