@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_rollouts_stop_where_the_sampler_stops(engine, monkeypatch: pytest.Monke
     real = labelers_model._run
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        seen.append(args[-1] if len(args) > 7 else kwargs.get("stop"))
+        seen.append(inspect.signature(real).bind(*args, **kwargs).arguments.get("stop"))
         out = real(*args, **kwargs)
         assert not any("\nQ:" in text for text in out)
         return out

@@ -2,9 +2,10 @@
 
 The search streams tokens (with `TokenStats` when it records all signals) and closes steps
 with `StepDone`; a forked branch (CaT) continues its parent's path, so its steps are the
-parent's steps at the fork plus its own. This module replays that stream into one list of
-`StepTrace` per finished branch, from which evaluation scores each signal at step level
-(DESIGN §1.2: step confidence = geometric mean of the step's token confidences).
+parent's steps at the fork plus its own. This module replays that stream through the
+library's one tree model (`SearchTree`) into one list of `StepTrace` per finished branch,
+from which evaluation scores each signal at step level (DESIGN §1.2: step confidence =
+geometric mean of the step's token confidences).
 
 Each closed step carries its tree node (``node``: the branch that wrote it and its index), so a
 step two finished paths share through a fork is one node: step metrics count it once.
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from caspo_lite.confidence import SIGNALS, TokenStats, geometric_mean
-from caspo_lite.search.events import BranchFinished, BranchStarted, StepDone, TokenGenerated
+from caspo_lite.search.tree import SearchTree
 
 STEP_SIGNALS: tuple[str, ...] = (*SIGNALS, "logprob")  # logprob = mean log-prob of the step's tokens
 
@@ -59,54 +60,32 @@ class StepTrace:
         }
 
 
-@dataclass
-class _Branch:
-    steps: list[StepTrace] = field(default_factory=list)
-    open: StepTrace = field(default_factory=lambda: StepTrace(text=""))
-    open_text: list[str] = field(default_factory=list)
-
-
-def _copy_step(step: StepTrace) -> StepTrace:
-    return StepTrace(step.text, step.confidence, list(step.stats), list(step.logprobs), step.node)
-
-
 def rebuild_paths(events: Iterable[Any]) -> dict[int, list[StepTrace]]:
     """Branch id -> its full path's steps, for every branch that finished.
 
-    A trailing run of tokens not closed by a StepDone becomes a last step when it has any
-    non-whitespace text. Branches never started explicitly are treated as roots.
+    Built on the library's one tree (`caspo_lite.search.tree.SearchTree`, the model the TUI and
+    `solve` draw): a finished branch's path is the tree's nodes from the root to its tip, so a
+    step two paths share through a fork is the same node. A trailing run of tokens not closed
+    by a StepDone becomes a last step (confidence None) when it has any non-whitespace text.
     """
-    live: dict[int, _Branch] = {}
+    tree = SearchTree()
+    tree.apply_all(events)
     finished: dict[int, list[StepTrace]] = {}
-    for ev in events:
-        if isinstance(ev, BranchStarted):
-            parent = live.get(ev.parent) if ev.parent is not None else None
-            child = _Branch()
-            if parent is not None:  # forked: inherit the parent's path so far
-                child.steps = [_copy_step(s) for s in parent.steps]
-                child.open = _copy_step(parent.open)
-                child.open_text = list(parent.open_text)
-            live[ev.branch] = child
-        elif isinstance(ev, TokenGenerated):
-            br = live.setdefault(ev.branch, _Branch())
-            if ev.stats is not None:
-                br.open.stats.append(ev.stats)
-            br.open.logprobs.append(ev.logprob)
-            br.open_text.append(ev.text)
-        elif isinstance(ev, StepDone):
-            br = live.setdefault(ev.branch, _Branch())
-            br.open.text = ev.text
-            br.open.confidence = ev.step_confidence
-            br.open.node = f"{ev.branch}:{ev.step_index}"
-            br.steps.append(br.open)
-            br.open, br.open_text = StepTrace(text=""), []
-        elif isinstance(ev, BranchFinished):
-            br = live.get(ev.branch, _Branch())
-            steps = [_copy_step(s) for s in br.steps]
-            tail = "".join(br.open_text).strip()
-            if tail:
-                last = _copy_step(br.open)
-                last.text = tail
-                steps.append(last)
-            finished[ev.branch] = steps
+    for branch in tree.finished:
+        steps: list[StepTrace] = []
+        for node_id in tree.path_to(tree.branch_tip(branch))[1:]:
+            node = tree.nodes[node_id]
+            if node.closed:
+                steps.append(
+                    StepTrace(
+                        node.text,
+                        node.step_confidence,
+                        list(node.stats),
+                        list(node.logprobs),
+                        f"{node.branch}:{node.step_index}",
+                    )
+                )
+            elif tail := node.display_text().strip():
+                steps.append(StepTrace(tail, None, list(node.stats), list(node.logprobs)))
+        finished[branch] = steps
     return finished

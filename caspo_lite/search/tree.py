@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from caspo_lite.confidence import TokenStats
 from caspo_lite.search.events import (
     AnswerChosen,
     BranchFinished,
@@ -43,6 +44,9 @@ class StepNode:
     pruned: tuple[float, float, str] | None = None  # (path confidence, threshold, reason)
     finished: tuple[str | None, float, str] | None = None  # (answer, path confidence, stop reason)
     winner: bool = False
+    closed: bool = False  # a StepDone closed it (False: cut off mid-step, or still being written)
+    stats: list[TokenStats] = field(default_factory=list)  # every signal per token (eval records them)
+    logprobs: list[float] = field(default_factory=list)  # the chosen tokens' log-probs
 
     @property
     def live(self) -> bool:
@@ -186,7 +190,11 @@ class SearchTree:
     def _token(self, ev: TokenGenerated) -> None:
         b = self._branch(ev.branch)
         node_id = b.live if b.live is not None else self._new_node(ev.branch)
-        self.nodes[node_id].tokens.append((ev.text, ev.confidence))
+        node = self.nodes[node_id]
+        node.tokens.append((ev.text, ev.confidence))
+        node.logprobs.append(ev.logprob)
+        if ev.stats is not None:
+            node.stats.append(ev.stats)
         b.n_tokens += 1
         self.n_tokens += 1
         self.changed.add(node_id)
@@ -200,6 +208,7 @@ class SearchTree:
             node.tokens = [("", c) for c in ev.token_confidences]
         node.step_confidence = ev.step_confidence
         node.path_confidence = ev.path_confidence
+        node.closed = True
         b.nodes.append(node_id)
         b.live = None
         self.changed.add(node_id)

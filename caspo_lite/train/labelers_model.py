@@ -15,13 +15,13 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from caspo_lite.engines.base import Engine
 from caspo_lite.errors import ConfigError
 from caspo_lite.labelers import Label, StepVerdict, explain_solution, register_labeler
-from caspo_lite.sampling import Sampler
 from caspo_lite.search.events import BranchFinished
-from caspo_lite.search.runner import Runner
+from caspo_lite.search.factory import build_runner
 from caspo_lite.steps import StepRule
 from caspo_lite.tasks.base import Problem, Prompt, Task
 
@@ -39,21 +39,17 @@ def _run(
     engine: Engine,
     text: str,
     n: int,
-    sampler: Sampler,
+    sampling: SimpleNamespace,
     task: Task,
     rule: StepRule,
-    max_tokens: int,
     stop: tuple[str, ...] = (),
 ) -> list[str]:
-    """n completions of raw ``text`` (ended by `stop` as the sampler ends them); their texts."""
-    runner = Runner(
-        engine,
-        Prompt(text=text, stop=stop),
-        task.extract_answer,
-        n,
-        sampler,
-        step_rule=rule,
-        max_tokens=max_tokens,
+    """n completions of raw ``text`` (ended by `stop` as the sampler ends them); their texts.
+
+    ``sampling`` carries temperature, top_p, seed and max_tokens, as the factory reads them.
+    """
+    runner = build_runner(
+        engine, Prompt(text=text, stop=stop), task.extract_answer, n, sampling, rule=rule
     )
     runner.open()
     out: list[str] = []
@@ -123,9 +119,14 @@ class RolloutLabeler:
                 self.cache[key] = task.grade(answer, problem.answer)
             else:
                 base, stop = self._base(problem, task)
-                sampler = Sampler(self.temperature, 1.0, seed=problem_seed(self.seed, problem.id, i))
+                sampling = SimpleNamespace(
+                    temperature=self.temperature,
+                    top_p=1.0,
+                    seed=problem_seed(self.seed, problem.id, i),
+                    max_tokens=self.max_tokens,
+                )
                 texts = _run(
-                    self.engine, base + prefix, self.k, sampler, task, self.rule, self.max_tokens, stop
+                    self.engine, base + prefix, self.k, sampling, task, self.rule, stop
                 )
                 self.rollouts += len(texts)
                 hits = sum(task.grade(task.extract_answer(prefix + t), problem.answer) for t in texts)
@@ -177,7 +178,12 @@ class JudgeLabeler:
                 step=step.strip(),
             )
             (verdict,) = _run(
-                self.engine, text, 1, Sampler(0.0), task, StepRule(r"\n", 1, self.max_tokens), self.max_tokens
+                self.engine,
+                text,
+                1,
+                SimpleNamespace(temperature=0.0, top_p=1.0, seed=0, max_tokens=self.max_tokens),
+                task,
+                StepRule(r"\n", 1, self.max_tokens),
             )
             label = parse_verdict(verdict)
             labels.append(label)
