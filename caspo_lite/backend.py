@@ -41,12 +41,32 @@ class Backend:
 
     @property
     def bf16(self) -> bool:
-        """bf16 only on a CUDA GPU that supports it; CPU/MPS train fp32 (TRL's bf16 default fails there)."""
-        if self.device != "cuda":
-            return False
-        import torch
+        """bf16 only on a CUDA GPU with native bf16 (Ampere+); CPU/MPS train fp32 (TRL's bf16 fails there)."""
+        return self.device == "cuda" and cuda_bf16_native()
 
-        return bool(torch.cuda.is_bf16_supported())
+    @property
+    def fp16(self) -> bool:
+        """fp16 mixed precision on a CUDA GPU without native bf16 (RTX 20xx, GTX 16xx, T4, V100)."""
+        return self.device == "cuda" and not cuda_bf16_native()
+
+
+def cuda_bf16_native() -> bool:
+    """Whether the current CUDA device computes bf16 in hardware (compute capability >= 8.0).
+
+    Why not plain ``torch.cuda.is_bf16_supported()``: it also answers True on pre-Ampere cards,
+    where bf16 is *emulated* (slow, and not what a user of an RTX 2080 or a T4 wants); those
+    cards get fp16 mixed precision instead.
+    """
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False))
+
+
+def half_dtype() -> Any:
+    """The 16-bit dtype for weights on this CUDA device: bf16 where native, else fp16."""
+    import torch
+
+    return torch.bfloat16 if cuda_bf16_native() else torch.float16
 
 
 def detect_device() -> str:
@@ -114,6 +134,55 @@ def choose_backend(
     if backend.note:
         log.warning("%s", backend.note)
     return backend
+
+
+def check_4bit(backend: Backend, load_in_4bit: bool) -> None:
+    """4-bit (QLoRA) weights exist only on the Unsloth path; refuse before any work starts.
+
+    Without this the flag was silently ignored on the plain-TRL path, and an 8B model then
+    needed ~22 GB instead of ~6 GB and ran out of memory mid-round.
+    """
+    if load_in_4bit and backend.name != "unsloth":
+        raise ConfigError(
+            f"dpo.load_in_4bit = true needs the unsloth backend on a CUDA GPU, but the backend is "
+            f"{backend.name} on {backend.device} ({backend.reason}); install 'caspo-lite[unsloth]' "
+            "on a CUDA machine or set dpo.load_in_4bit = false"
+        )
+
+
+def probe_unsloth(timeout_s: float = 600.0) -> None:
+    """Import Unsloth once in a throw-away process, so a broken install fails at ``train`` start.
+
+    Why a separate process: importing Unsloth patches transformers' model classes for the whole
+    process (and its decode path shares KV buffers), so the process that samples must never
+    import it; DPO runs in its own process per round, which imports Unsloth first of all.
+    """
+    import subprocess
+
+    try:
+        proc = subprocess.run(  # noqa: S603 - our own interpreter, fixed argument list
+            [sys.executable, "-c", "import unsloth"], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise BackendUnavailable(
+            f"importing unsloth took over {timeout_s:.0f} s; set {ENV_VAR}=trl"
+        ) from None
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else f"exit code {proc.returncode}"
+        raise BackendUnavailable(
+            f"unsloth failed to import ({last}); pip install 'caspo-lite[unsloth]' or set {ENV_VAR}=trl"
+        )
+
+
+def free_accelerator_memory() -> None:
+    """Collect reference cycles, then hand cached CUDA blocks back (between sampling, DPO and dev)."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def import_training_stack(backend: Backend) -> dict[str, Any]:

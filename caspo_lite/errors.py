@@ -39,3 +39,7 @@ class EngineError(CaspoError):
 
 class ExportError(CaspoError):
     """A model cannot be exported to GGUF (unsupported architecture, bad source)."""
+
+
+class TrainingFailed(CaspoError):
+    """A training stage's process crashed or was killed; a rerun resumes from its checkpoints."""

@@ -286,7 +286,7 @@ def export(
 
     wanted = parse_quants(quants)
     out = Path(out).expanduser()
-    with open_source(source, base=base) as src:
+    with open_source(source, base=base, keep_f32="f32" in wanted) as src:
         targets = output_paths(out, src.name, wanted)
         for path in targets.values():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -142,11 +142,27 @@ def _round_adapter(path: Path) -> Path | None:
     return None
 
 
-def _merge_adapter(adapter_dir: Path, base_ref: str, out_dir: Path) -> tuple[Path, list[Path]]:
-    """Merge a LoRA adapter into an unquantized fp32 copy of its base; save it as an HF folder.
+def merge_dtype(base_cfg: dict[str, Any], keep_f32: bool) -> str:
+    """The dtype an adapter is merged in: 16 bit unless an f32 GGUF was asked for.
+
+    Why: an fp32 merge of an 8B base needs ~33 GB of host RAM; 16 bit halves it and loses
+    nothing an f16/bf16/quantized GGUF keeps. bf16 when the base is stored in bf16 (its own
+    precision, and bf16's range), fp16 otherwise (f16 GGUFs are the usual lossless target, and
+    fp16 keeps 3 more mantissa bits than bf16 for an fp32-stored base).
+    """
+    if keep_f32:
+        return "float32"
+    stored = str(base_cfg.get("dtype") or base_cfg.get("torch_dtype") or "float32")
+    return "bfloat16" if stored == "bfloat16" else "float16"
+
+
+def _merge_adapter(
+    adapter_dir: Path, base_ref: str, out_dir: Path, keep_f32: bool = False
+) -> tuple[Path, list[Path]]:
+    """Merge a LoRA adapter into an unquantized 16-bit (or fp32) copy of its base; save it as an HF folder.
 
     A QLoRA adapter was trained on a 4-bit base, but its LoRA weights apply to the same linear
-    layers; merging into the full-precision base is the intended export path. A base that is
+    layers; merging into the unquantized base is the intended export path. A base that is
     itself stored quantized (bitsandbytes) cannot be dequantized here, so it is refused.
     """
     import torch
@@ -174,7 +190,8 @@ def _merge_adapter(adapter_dir: Path, base_ref: str, out_dir: Path) -> tuple[Pat
             check_safetensors(f)
     from peft import PeftModel
 
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    dtype = merge_dtype(base_cfg, keep_f32)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
     try:
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     except (ValueError, RuntimeError, OSError) as exc:
@@ -189,7 +206,9 @@ def _merge_adapter(adapter_dir: Path, base_ref: str, out_dir: Path) -> tuple[Pat
     return base_dir, adapter_files + base_files
 
 
-def _adapter_source(reference: str, adapter_dir: Path, base: str | None, work: Path) -> Source:
+def _adapter_source(
+    reference: str, adapter_dir: Path, base: str | None, work: Path, keep_f32: bool = False
+) -> Source:
     try:
         cfg = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -200,7 +219,7 @@ def _adapter_source(reference: str, adapter_dir: Path, base: str | None, work: P
             f"adapter {adapter_dir} does not name its base model (base_model_name_or_path); pass --base"
         )
     merged = work / "merged"
-    base_dir, files = _merge_adapter(adapter_dir, str(base_ref), merged)
+    base_dir, files = _merge_adapter(adapter_dir, str(base_ref), merged, keep_f32)
     log.info("merged adapter %s into %s", adapter_dir, base_dir)
     return Source(
         reference=reference,
@@ -214,8 +233,10 @@ def _adapter_source(reference: str, adapter_dir: Path, base: str | None, work: P
 
 
 @contextlib.contextmanager
-def open_source(reference: str | Path, base: str | None = None) -> Iterator[Source]:
+def open_source(reference: str | Path, base: str | None = None, keep_f32: bool = False) -> Iterator[Source]:
     """Resolve `reference` to an HF folder (merging an adapter into a temp folder if needed).
+
+    ``keep_f32``: merge an adapter in fp32 (an f32 GGUF was asked for); otherwise in 16 bit.
 
     Raises:
         ExportError / ModelError: one line naming the file and the fix.
@@ -235,7 +256,7 @@ def open_source(reference: str | Path, base: str | None = None) -> Iterator[Sour
         elif path.is_dir() and not (path / "config.json").is_file():
             adapter = _round_adapter(path)
         if adapter is not None:
-            src = _adapter_source(text, adapter, base, Path(tmp))
+            src = _adapter_source(text, adapter, base, Path(tmp), keep_f32)
         else:
             ref = resolve_model(text)
             if ref.kind == "gguf":

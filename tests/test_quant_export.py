@@ -265,3 +265,56 @@ def test_modelfile_converts_a_chatml_template_with_a_default_system_prompt() -> 
     other = modelfile_text("m.gguf", "{{ bos_token }}[INST] {{ m }} [/INST]", "</s>")
     assert 'TEMPLATE """' not in other and "not ChatML" in other  # no wrong template: a note instead
     assert 'PARAMETER stop "</s>"' in other and "SYSTEM" not in other
+
+
+def test_merge_dtype_is_16_bit_unless_f32_is_asked_for() -> None:
+    from quant.sources import merge_dtype
+
+    assert merge_dtype({"dtype": "bfloat16"}, keep_f32=False) == "bfloat16"
+    assert merge_dtype({"torch_dtype": "float16"}, keep_f32=False) == "float16"
+    assert merge_dtype({"dtype": "float32"}, keep_f32=False) == "float16"
+    assert merge_dtype({"dtype": "bfloat16"}, keep_f32=True) == "float32"
+
+
+def test_adapter_merges_in_16_bit_for_f16_and_q8_0(
+    llama_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adapter exported to f16 + q8_0 is merged in fp16 (not fp32: ~33 GB of RAM for 8B), and the
+    f16 GGUF's logits still match the fp32-merged model within f16 rounding."""
+    import llama_cpp
+    import torch
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    from quant.export import export
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(llama_tiny, dtype=torch.float32)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.2)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    ids = transformers.AutoTokenizer.from_pretrained(llama_tiny)(PROMPT, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        ref = peft_model.merge_and_unload().eval()(torch.tensor([ids])).logits[0].numpy()
+
+    dtypes: list = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(path, **kw):  # noqa: ANN001, ANN003, ANN202
+        dtypes.append(kw.get("dtype"))
+        return real(path, **kw)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    result = export(tmp_path / "adapter", tmp_path / "out", ["f16", "q8_0"], base=str(llama_tiny))
+    assert dtypes == [torch.float16]
+    assert [f.quant for f in result.files] == ["f16", "q8_0"]
+    f16 = result.files[0].path
+    llm = llama_cpp.Llama(model_path=str(f16), n_ctx=128, logits_all=True, type_k=0, type_v=0, verbose=False)
+    try:
+        llm.eval(ids)
+        ours = np.array(llm.scores[: llm.n_tokens])
+    finally:
+        llm.close()
+    assert np.abs(ours - ref).max() <= 0.05 * max(1.0, float(np.abs(ref).max()))

@@ -1,14 +1,17 @@
 """transformers engine: the same session protocol, for parity checks and GPU sampling.
 
-Simple and correct over fast: each sequence keeps its own KV cache (``past_key_values``);
-a fork deep-copies the parent's cache; ``decode`` runs one forward per sequence. The
-llama.cpp engine is the fast path on CPU; this one proves it computes the same thing and
-samples on a GPU when the model is not exported.
+Batched: all sequences a `decode` call advances go through ONE forward, over one left-padded
+KV cache (the same layout ``generate`` uses for a padded batch: a 2-D attention mask with
+zeros on the padding, explicit per-row ``position_ids``). A fork shares the parent's KV
+tensors (transformers' dynamic cache appends by concatenation, never in place, so a shared
+tensor is never written); the batch is re-packed only when the set of sequences a call
+advances changes (a fork, a free, a finished branch). On a GPU the weights load in bf16
+(fp16 on cards without native bf16) with ``device_map``; on CPU in fp32, which keeps exact
+parity with llama.cpp on an f32 GGUF.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
 from collections.abc import Sequence
@@ -34,57 +37,133 @@ def _torch() -> Any:
     return torch
 
 
+Kv = list[tuple[Any, Any]]  # per layer (keys, values), each [1, kv_heads, length, head_dim]
+
+
 class HFSession:
+    """Sequences of one prompt; those a `decode` call advances form one padded batch.
+
+    ``store`` holds the KV of sequences outside the current batch; ``batch`` (seq ids in row
+    order) with ``cache`` and ``mask`` the packed ones.
+    """
+
     def __init__(self, engine: HFEngine, n_seqs: int) -> None:
         self.engine = engine
         self.n_seqs = n_seqs
-        self.caches: dict[int, Any] = {}
+        self.store: dict[int, Kv] = {}
         self.lengths: dict[int, int] = {}
+        self.batch: list[int] = []
+        self.cache: Any = None
+        self.mask: Any = None  # [B, T] long, 0 on left padding; None when no row is padded
 
-    def _forward(self, ids: list[int], cache: Any) -> tuple[np.ndarray, Any]:
+    @property
+    def caches(self) -> dict[int, int]:
+        """Sequences that hold tokens, with their lengths (what tests and callers inspect)."""
+        return dict(self.lengths)
+
+    def prefill(self, token_ids: Sequence[int], seq: int = 0) -> np.ndarray:
         torch = _torch()
+        ids = checked_prompt(token_ids, self.engine.n_ctx)
+        self.free(seq)
         e = self.engine
         with torch.inference_mode():
             inp = torch.tensor([ids], dtype=torch.long, device=e.device)
-            kw = {e.cache_arg: cache} if cache is not None else {}
-            out = e.model(input_ids=inp, use_cache=True, logits_to_keep=1, **kw)
-        row = out.logits[0, -1].float().cpu().numpy()
-        return row, getattr(out, e.cache_arg)
-
-    def prefill(self, token_ids: Sequence[int], seq: int = 0) -> np.ndarray:
-        ids = checked_prompt(token_ids, self.engine.n_ctx)
-        row, cache = self._forward(ids, None)
-        self.caches[seq], self.lengths[seq] = cache, len(ids)
-        self.engine.stats.prompt_tokens += len(ids)
-        self.engine.stats.decode_calls += 1
-        return row
+            out = e.model(input_ids=inp, use_cache=True, logits_to_keep=1)
+        cache = getattr(out, e.cache_arg)
+        self.store[seq] = [(layer.keys, layer.values) for layer in cache.layers]
+        self.lengths[seq] = len(ids)
+        e.stats.prompt_tokens += len(ids)
+        e.stats.decode_calls += 1
+        return out.logits[0, -1].float().cpu().numpy()
 
     def fork(self, parent: int, child: int) -> None:
-        if parent not in self.caches:
+        if parent not in self.lengths:
             raise EngineError(f"cannot fork sequence {parent}: it holds no tokens")
-        self.caches[child] = copy.deepcopy(self.caches[parent])
+        self.free(child)
+        self.store[child] = self._kv_of(parent)  # shared tensors: nothing is written in place
         self.lengths[child] = self.lengths[parent]
 
     def decode(self, tokens: dict[int, int]) -> dict[int, np.ndarray]:
-        out: dict[int, np.ndarray] = {}
-        for seq, tok in tokens.items():
-            if seq not in self.caches:
+        torch = _torch()
+        e = self.engine
+        if not tokens:
+            return {}
+        for seq in tokens:
+            if seq not in self.lengths:
                 raise EngineError(f"sequence {seq} was never prefilled or forked")
-            if self.lengths[seq] >= self.engine.n_ctx:
-                raise EngineError(f"context overflow: sequence {seq} reached n_ctx={self.engine.n_ctx}")
-            out[seq], self.caches[seq] = self._forward([int(tok)], self.caches[seq])
-            self.lengths[seq] += 1
-        self.engine.stats.generated_tokens += len(tokens)
-        self.engine.stats.decode_calls += 1
-        return out
+            if self.lengths[seq] >= e.n_ctx:
+                raise EngineError(f"context overflow: sequence {seq} reached n_ctx={e.n_ctx}")
+        if set(tokens) != set(self.batch):
+            self._pack(list(tokens))
+        with torch.inference_mode():
+            inp = torch.tensor([[int(tokens[s])] for s in self.batch], dtype=torch.long, device=e.device)
+            pos = torch.tensor([[self.lengths[s]] for s in self.batch], dtype=torch.long, device=e.device)
+            kw: dict[str, Any] = {"position_ids": pos, e.cache_arg: self.cache}
+            if self.mask is not None:
+                self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.batch), 1))], dim=1)
+                kw["attention_mask"] = self.mask
+            out = e.model(input_ids=inp, use_cache=True, logits_to_keep=1, **kw)
+            rows = out.logits[:, -1].float().cpu().numpy()
+        self.cache = getattr(out, e.cache_arg)
+        for s in self.batch:
+            self.lengths[s] += 1
+        e.stats.generated_tokens += len(tokens)
+        e.stats.decode_calls += 1
+        return {s: rows[i] for i, s in enumerate(self.batch)}
 
     def free(self, seq: int) -> None:
-        self.caches.pop(seq, None)
+        if seq in self.batch:
+            self._unpack()
+        self.store.pop(seq, None)
         self.lengths.pop(seq, None)
 
     def close(self) -> None:
-        self.caches.clear()
+        self.store.clear()
         self.lengths.clear()
+        self.batch, self.cache, self.mask = [], None, None
+
+    # --- packing ---------------------------------------------------------------------------------
+
+    def _kv_of(self, seq: int) -> Kv:
+        """One sequence's KV without padding (a view into the batch when it is packed)."""
+        if seq in self.store:
+            return self.store[seq]
+        row, length = self.batch.index(seq), self.lengths[seq]
+        return [
+            (layer.keys[row : row + 1, :, -length:], layer.values[row : row + 1, :, -length:])
+            for layer in self.cache.layers
+        ]
+
+    def _unpack(self) -> None:
+        """Move every packed sequence back to ``store`` (copies: the batch tensors can go)."""
+        for seq in self.batch:
+            self.store[seq] = [(k.clone(), v.clone()) for k, v in self._kv_of(seq)]
+        self.batch, self.cache, self.mask = [], None, None
+
+    def _pack(self, seqs: list[int]) -> None:
+        """Left-pad the KV of ``seqs`` to a common length and stack it into one batch cache."""
+        torch = _torch()
+        from transformers import DynamicCache
+
+        self._unpack()
+        kvs = [self.store.pop(s) for s in seqs]
+        lengths = [self.lengths[s] for s in seqs]
+        width = max(lengths)
+        layers = []
+        for li in range(len(kvs[0])):
+            k0, v0 = kvs[0][li]
+            keys = k0.new_zeros((len(seqs), k0.shape[1], width, k0.shape[3]))
+            values = v0.new_zeros((len(seqs), v0.shape[1], width, v0.shape[3]))
+            for row, (kv, n) in enumerate(zip(kvs, lengths, strict=True)):
+                keys[row, :, width - n :] = kv[li][0][0]
+                values[row, :, width - n :] = kv[li][1][0]
+            layers.append((keys, values))
+        self.cache = DynamicCache(ddp_cache_data=layers)
+        self.batch = seqs
+        self.mask = None
+        if min(lengths) < width:
+            pad = torch.tensor([[width - n] for n in lengths], device=self.engine.device)
+            self.mask = (torch.arange(width, device=self.engine.device)[None, :] >= pad).long()
 
 
 class HFEngine:
@@ -109,6 +188,13 @@ class HFEngine:
         # transformers 5.x renamed past_key_values to cache (the old name warns); use what exists.
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        text_cfg = model.config.get_text_config()
+        kinds = set(getattr(text_cfg, "layer_types", None) or ["full_attention"])
+        if kinds != {"full_attention"} or getattr(text_cfg, "use_sliding_window", False):
+            raise EngineError(
+                f"the hf engine packs full-attention KV caches only, and this model has {sorted(kinds)} "
+                "layers (sliding window); sample with llama.cpp: --set sample.engine=llama_cpp"
+            )
 
     @classmethod
     def load(
@@ -117,9 +203,17 @@ class HFEngine:
         n_threads: int | None = None,
         device: str | None = None,
         gguf_file: str | None = None,
+        dtype: Any = None,
     ) -> HFEngine:
+        """Load an HF folder (or a .gguf through transformers' reader).
+
+        ``dtype`` defaults to fp32 on CPU/MPS and to the card's 16-bit type on CUDA (bf16 where
+        native, else fp16): fp32 would put Qwen3-8B at 32.8 GB, over a 24 GB card.
+        """
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from caspo_lite.backend import half_dtype
 
         if n_threads:
             torch.set_num_threads(n_threads)
@@ -131,10 +225,15 @@ class HFEngine:
                 f"{ref}: not a local model directory or .gguf file (the hf engine works offline)"
             )
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None:
+            dtype = half_dtype() if device.startswith("cuda") else torch.float32
         kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        placement = {"device_map": device} if device.startswith("cuda") else {}
         try:
             tok = AutoTokenizer.from_pretrained(path, **kw)
-            model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, **kw).to(device)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **placement, **kw)
+            if not placement:
+                model = model.to(device)
         except (OSError, ValueError) as exc:
             raise ModelError(f"{ref}: transformers could not load it ({str(exc).splitlines()[0]})") from None
         return cls(model, tok, device)
@@ -167,4 +266,8 @@ class HFEngine:
         return HFSession(self, n_seqs)
 
     def close(self) -> None:
-        pass
+        """Drop the weights and hand their memory back (the DPO process needs the card next)."""
+        from caspo_lite.backend import free_accelerator_memory
+
+        self.model = None
+        free_accelerator_memory()

@@ -38,7 +38,11 @@ class SampleSection:
     temperature: float = _f(0.8, "Sampling temperature (> 0: the pairs need diversity).")
     top_p: float = _f(0.95, "Nucleus cut for sampling.")
     max_tokens: int = _f(256, "Max new tokens per solution.")
-    engine: str = _f("auto", "auto (llama_cpp on CPU, hf on a GPU), llama_cpp, or hf.")
+    engine: str = _f(
+        "auto",
+        "auto (llama_cpp on CPU and on a GPU build of it, all layers offloaded; else the batched hf "
+        "sampler in 16 bit on a GPU), llama_cpp, or hf.",
+    )
     gguf_dtype: str = _f("f32", "GGUF export of the policy for llama.cpp sampling: f32 or f16 (never lossy).")
     prompt_style: str = _f("task", "Prompt format: task (the task's default), chat, or fewshot.")
     seed: int = _f(0, "Base seed; problem i of round r uses a seed derived from (seed, r, problem id).")

@@ -1,10 +1,17 @@
 """One round of DPO on the round's pairs, with the previous round's policy as reference (DESIGN §1.5).
 
 The policy entering round r is a plain HF folder (the base model, or round r-1's merged
-weights). A fresh LoRA goes on top; TRL's ``ref_model=None`` + ``peft_config`` makes the
-reference "the same model with adapters disabled" = the round r-1 policy, at no extra memory.
-After training the adapter is saved, then merged into the weights: that folder is round r's
-policy (and the next round's reference).
+weights). A fresh LoRA goes on top (`wrap_lora`, the same call for both backends), and
+TRL's ``ref_model=None`` makes the reference "the same model with adapters disabled" = the
+round r-1 policy, at no extra memory. Handed an already-wrapped model, TRL adds a second
+adapter ``ref`` (a copy of the fresh, zero-effect LoRA); `drop_ref_adapter` removes it right
+after the trainer is built, so checkpoints and ``adapter/`` hold the trained ``default``
+adapter only (with ``ref/`` beside it, a resume loaded the wrong one and the trained adapter
+restarted from zero). After training the adapter is saved, then merged into the weights: that
+folder is round r's policy (and the next round's reference).
+
+This runs in its own process per round (`caspo_lite.train.dpo_process`): Unsloth patches
+model classes process-wide, and a process exit is the one sure way to free the card.
 
 Pairs are tokenized here, not by TRL: prompt and step are tokenized separately and
 concatenated, and **no EOS is appended** (TRL appends one to every standard-format
@@ -29,6 +36,7 @@ from typing import Any
 from caspo_lite.backend import Backend, import_training_stack
 from caspo_lite.errors import DataError
 from caspo_lite.pairs import Pair
+from caspo_lite.paths import atomic_write_text
 from caspo_lite.train.config import DpoSection
 from caspo_lite.train.ledger import fault_point
 
@@ -45,6 +53,7 @@ class DpoResult:
     reward_accuracy: float  # share of pairs with a positive margin
     logs: list[dict[str, float]]
     resumed_from: str | None = None  # the checkpoint this run continued from
+    peak_gpu_gb: float | None = None  # torch.cuda.max_memory_allocated of the DPO process (CUDA only)
 
 
 def tokenize_pairs(pairs: Sequence[Pair], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
@@ -102,7 +111,7 @@ def _progress_callback(
 
 
 def load_policy(policy_dir: Path, cfg: DpoSection, backend: Backend, mods: dict[str, Any]) -> tuple[Any, Any]:
-    """(model, tokenizer) of the policy entering this round."""
+    """(model, tokenizer) of the policy entering this round, with a fresh LoRA on top."""
     if backend.name == "unsloth":
         model, tokenizer = mods["FastLanguageModel"].from_pretrained(
             model_name=str(policy_dir),
@@ -123,12 +132,39 @@ def load_policy(policy_dir: Path, cfg: DpoSection, backend: Backend, mods: dict[
     import torch
 
     transformers = mods["transformers"]
-    dtype = torch.bfloat16 if backend.bf16 else torch.float32
+    # frozen base weights in the card's 16-bit type (fp16 before Ampere: the LoRA stays fp32 for
+    # the grad scaler); fp32 on CPU/MPS
+    dtype = torch.bfloat16 if backend.bf16 else torch.float16 if backend.fp16 else torch.float32
     model = transformers.AutoModelForCausalLM.from_pretrained(str(policy_dir), dtype=dtype)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(policy_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return wrap_lora(model, cfg, mods["peft"]), tokenizer
+
+
+def wrap_lora(model: Any, cfg: DpoSection, peft: Any) -> Any:
+    """The plain-TRL twin of Unsloth's ``get_peft_model``: both backends hand TRL a PeftModel."""
+    config = peft.LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, config)
+
+
+def drop_ref_adapter(trainer: Any) -> None:
+    """Remove the ``ref`` adapter TRL adds to an already-wrapped model (see the module docstring).
+
+    Safe: ``ref`` is a copy of the freshly initialised LoRA, whose B matrices are zero, so it
+    computes exactly what the model computes with adapters disabled, which is what TRL uses for
+    the reference once ``ref`` is gone.
+    """
+    model = trainer.model
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+        model.set_adapter("default")
 
 
 def _dpo_config(cfg: DpoSection, backend: Backend, out_dir: Path, n_pairs: int, trl: Any) -> Any:
@@ -161,7 +197,7 @@ def _dpo_config(cfg: DpoSection, backend: Backend, out_dir: Path, n_pairs: int, 
         report_to="none",
         use_cpu=backend.use_cpu,
         bf16=backend.bf16,
-        fp16=False,
+        fp16=backend.fp16,
         seed=cfg.seed,
         data_seed=cfg.seed,
         dataloader_num_workers=0,
@@ -207,6 +243,55 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
 
 
+@dataclass
+class Built:
+    """A trainer ready to `train`, with what `train_dpo` needs after training."""
+
+    trainer: Any
+    tokenizer: Any
+    rows: list[dict[str, list[int]]]
+    logs: list[dict[str, float]]
+
+
+def build_trainer(
+    policy_dir: Path,
+    pairs: Sequence[Pair],
+    round_dir: Path,
+    cfg: DpoSection,
+    backend: Backend,
+    on_progress: ProgressFn | None = None,
+) -> Built:
+    """Load the policy with a fresh LoRA and build the DPO trainer (only the ``default`` adapter).
+
+    Raises:
+        DataError: no pairs to train on.
+    """
+    if not pairs:
+        raise DataError(f"{round_dir}: no pairs to train on (loosen pairs.low_percentile / high_percentile)")
+    mods = import_training_stack(backend)
+    trl, transformers = mods["trl"], mods["transformers"]
+    from datasets import Dataset
+
+    transformers.set_seed(cfg.seed)
+    model, tokenizer = load_policy(policy_dir, cfg, backend, mods)
+    rows = tokenize_pairs(pairs, tokenizer, cfg.max_length)
+    args = _dpo_config(cfg, backend, round_dir / "dpo", len(rows), trl)
+    logs: list[dict[str, float]] = []
+    trainer = _trainer_class(trl)(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=None,  # the model arrives with its LoRA (wrap_lora / Unsloth)
+        callbacks=[_progress_callback(transformers, on_progress, logs, round_dir / "dpo_log.jsonl")],
+    )
+    drop_ref_adapter(trainer)
+    # the library never prints: drop the Trainer's stdout logger (our callback reports progress)
+    trainer.remove_callback(transformers.PrinterCallback)
+    return Built(trainer, tokenizer, rows, logs)
+
+
 def train_dpo(
     policy_dir: Path,
     pairs: Sequence[Pair],
@@ -215,62 +300,39 @@ def train_dpo(
     backend: Backend,
     on_progress: ProgressFn | None = None,
 ) -> DpoResult:
-    """Train one round; write ``adapter/`` and ``merged/`` under ``round_dir``.
+    """Train one round (continuing from its last checkpoint); write ``adapter/`` and ``merged/``.
 
     Raises:
         DataError: no pairs to train on.
     """
-    if not pairs:
-        raise DataError(f"{round_dir}: no pairs to train on (loosen pairs.low_percentile / high_percentile)")
-    mods = import_training_stack(backend)
-    trl, peft, transformers = mods["trl"], mods["peft"], mods["transformers"]
-    from datasets import Dataset
-
-    transformers.set_seed(cfg.seed)
-    model, tokenizer = load_policy(policy_dir, cfg, backend, mods)
-    rows = tokenize_pairs(pairs, tokenizer, cfg.max_length)
-    dataset = Dataset.from_list(rows)
-    ckpt_dir = round_dir / "dpo"
-    args = _dpo_config(cfg, backend, ckpt_dir, len(rows), trl)
-    peft_config = None
-    if backend.name != "unsloth":
-        peft_config = peft.LoraConfig(
-            r=cfg.lora_r,
-            lora_alpha=cfg.lora_alpha,
-            lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules),
-            task_type="CAUSAL_LM",
-        )
-    logs: list[dict[str, float]] = []
-    trainer = _trainer_class(trl)(
-        model=model,
-        ref_model=None,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[_progress_callback(transformers, on_progress, logs, round_dir / "dpo_log.jsonl")],
-    )
-    # the library never prints: drop the Trainer's stdout logger (our callback reports progress)
-    trainer.remove_callback(transformers.PrinterCallback)
-    resume = last_checkpoint(ckpt_dir)
+    built = build_trainer(policy_dir, pairs, round_dir, cfg, backend, on_progress)
+    resume = last_checkpoint(round_dir / "dpo")
     if resume:
         log.info("resuming DPO from %s", resume)
-    output = trainer.train(resume_from_checkpoint=resume)
-    policy = trainer.model
+    output = built.trainer.train(resume_from_checkpoint=resume)
+    policy = built.trainer.model
     policy.save_pretrained(str(round_dir / "adapter"))
-    margins = reward_margins(policy, rows, cfg.beta)
-    merge_policy(policy, tokenizer, round_dir / "merged", backend, cfg)
+    margins = reward_margins(policy, built.rows, cfg.beta)
+    merge_policy(policy, built.tokenizer, round_dir / "merged", backend, cfg)
     result = DpoResult(
         steps=int(output.global_step),
         train_loss=float(output.training_loss) if not math.isnan(output.training_loss) else float("nan"),
         reward_margin=sum(margins) / len(margins),
         reward_accuracy=sum(m > 0 for m in margins) / len(margins),
-        logs=logs,
+        logs=built.logs,
         resumed_from=Path(resume).name if resume else None,
+        peak_gpu_gb=_peak_gpu_gb(),
     )
-    (round_dir / "dpo_result.json").write_text(json.dumps(result.__dict__, indent=1), encoding="utf-8")
+    atomic_write_text(round_dir / "dpo_result.json", json.dumps(result.__dict__, indent=1))
     return result
+
+
+def _peak_gpu_gb() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3)
 
 
 def merge_policy(policy: Any, tokenizer: Any, out_dir: Path, backend: Backend, cfg: DpoSection) -> Path:

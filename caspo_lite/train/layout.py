@@ -16,6 +16,9 @@
         pairs.jsonl                 the round's preference pairs = a step-wise dataset with confidences
         pairs_report.json           the A/B mix and what each filter dropped
         dpo/checkpoint-N/           Trainer checkpoints (resume mid-DPO); deleted once the stage is done
+        dpo_job.json                what the round's DPO process trains (policy, dpo section, backend)
+        dpo_worker.log              that process's output; dpo_result.json / dpo_error.json its outcome
+        dpo_log.jsonl               every Trainer log line (loss, reward margin) of the round
         adapter/                    the LoRA adapter trained this round (PEFT format)
         merged/                     adapter merged into the weights: THIS ROUND'S POLICY (HF folder)
         policy-f32.gguf             merged/ exported losslessly: what round r+1 samples from

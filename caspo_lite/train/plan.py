@@ -48,12 +48,13 @@ def memory_estimate_gb(shape: dict[str, int], cfg: TrainConfig, device: str) -> 
 
 def plan(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """What `train` would do, after resolving the task, its problems and (when local) the model."""
-    from caspo_lite.backend import choose_backend
+    from caspo_lite.backend import check_4bit, choose_backend
     from caspo_lite.train.problems import build_task, split_problems
 
     task = build_task(cfg)
     train, dev = split_problems(task, cfg)
     backend = choose_backend(cfg.dpo.backend)
+    check_4bit(backend, cfg.dpo.load_in_4bit)
     hf_dir = None
     try:
         from caspo_lite.models import resolve_model

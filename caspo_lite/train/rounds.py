@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caspo_lite.errors import ConfigError, ExportError
+from caspo_lite.backend import Backend
+from caspo_lite.errors import ConfigError, DataError, ExportError
 from caspo_lite.paths import atomic_write_text
 from caspo_lite.train.config import TrainConfig, to_toml
 from caspo_lite.train.layout import RoundDir, RunDir
@@ -70,43 +71,99 @@ def export_gguf(hf_dir: Path, out: Path, dtype: str) -> Path | None:
     """Lossless GGUF for llama.cpp sampling, or None (then sampling runs through transformers)."""
     if out.is_file():
         return out
-    from quant.gguf_writer import write_gguf
-
     try:
+        from quant.gguf_writer import write_gguf
+
         return write_gguf(hf_dir, out, dtype=dtype)
+    except ImportError as exc:  # the gguf package is absent (a GPU box sampling with transformers)
+        log.warning("cannot export %s to GGUF (%s); sampling will use transformers", hf_dir, exc)
+        return None
     except ExportError as exc:
         log.warning("cannot export %s to GGUF (%s); sampling will use transformers", hf_dir, exc)
         return None
 
 
-def choose_engine_kind(cfg: TrainConfig, policy: Policy) -> str:
-    kind = cfg.sample.engine
-    if kind == "auto":
-        import importlib.util
+@dataclass(frozen=True)
+class EngineChoice:
+    """How a round samples: ``kind`` (llama_cpp or hf), GPU layers for llama.cpp, and why (logged)."""
 
-        from caspo_lite.backend import detect_device
+    kind: str
+    reason: str
+    n_gpu_layers: int = 0
 
-        has_llama = importlib.util.find_spec("llama_cpp") is not None
-        kind = "llama_cpp" if (detect_device() != "cuda" and has_llama and policy.gguf) else "hf"
-    if kind == "llama_cpp" and policy.gguf is None:
-        log.warning("no GGUF of the policy: sampling through transformers")
-        kind = "hf"
-    return kind
+
+ALL_LAYERS = 999  # llama.cpp clamps to the model's layer count (its CLI's `-ngl 999`)
+
+
+def _llama_cpp_gpu() -> bool | None:
+    """None: llama-cpp-python missing; else whether this build offloads to a GPU (CUDA/Metal)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    try:
+        import llama_cpp
+    except (ImportError, OSError):
+        return None
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def choose_engine(cfg: TrainConfig, policy: Policy, device: str | None = None) -> EngineChoice:
+    """Pick the sampler once per engine load and say why (DESIGN §1.5; issue #14).
+
+    - CUDA (or Apple) GPU + a GPU build of llama-cpp-python + a GGUF of the policy: llama.cpp
+      with every layer offloaded (the same lossless per-round GGUF the CPU path uses).
+    - CUDA GPU otherwise: the batched transformers sampler, 16-bit.
+    - CPU: llama.cpp when installed and the policy has a GGUF, else transformers (fp32).
+    """
+    from caspo_lite.backend import detect_device
+
+    requested = cfg.sample.engine
+    device = device or detect_device()
+    if requested == "hf":
+        return EngineChoice("hf", f"sample.engine = 'hf' (forced): transformers on {device}")
+    if policy.gguf is None:
+        return EngineChoice("hf", f"no GGUF of the policy: transformers on {device}")
+    gpu_llama = _llama_cpp_gpu()
+    if gpu_llama is None:
+        return EngineChoice("hf", f"llama-cpp-python is not installed: transformers on {device}")
+    if device == "cpu":
+        return EngineChoice("llama_cpp", f"no GPU: llama.cpp on the {cfg.sample.gguf_dtype} GGUF")
+    if gpu_llama:
+        return EngineChoice(
+            "llama_cpp", f"{device} GPU + a GPU build of llama.cpp: all layers offloaded", ALL_LAYERS
+        )
+    if requested == "llama_cpp":
+        return EngineChoice(
+            "llama_cpp", f"sample.engine = 'llama_cpp' (forced): CPU-only llama.cpp build on {device}"
+        )
+    return EngineChoice(
+        "hf",
+        f"{device} GPU but llama-cpp-python is a CPU-only build: batched transformers sampler "
+        "(reinstall it with CMAKE_ARGS=-DGGML_CUDA=on for the faster path)",
+    )
 
 
 def open_engine(cfg: TrainConfig, policy: Policy) -> Any:
     from caspo_lite.engines import load_engine
 
-    kind = choose_engine_kind(cfg, policy)
+    choice = choose_engine(cfg, policy)
+    log.info("sampling engine: %s (%s)", choice.kind, choice.reason)
     threads = cfg.sample.threads or None
-    if kind == "llama_cpp":
+    if choice.kind == "llama_cpp":
         # the KV cache is unified: the prompt once, plus every branch's own tokens
         lc = cfg.labels
         per_problem = max(cfg.sample.n * cfg.sample.max_tokens, lc.rollout_k * (lc.rollout_max_tokens + 256))
         n_ctx = 1024 + max(
             per_problem, cfg.pairs.alt_samples * cfg.steps.max_step_tokens, cfg.rounds.dev_max_tokens
         )
-        return load_engine(policy.gguf, kind="llama_cpp", n_threads=threads, n_ctx=max(n_ctx, 2048))
+        return load_engine(
+            policy.gguf,
+            kind="llama_cpp",
+            n_threads=threads,
+            n_ctx=max(n_ctx, 2048),
+            n_gpu_layers=choice.n_gpu_layers,
+        )
     return load_engine(policy.hf_dir, kind="hf", n_threads=threads)
 
 
@@ -132,8 +189,12 @@ def run_round(
     train: list,
     dev: list,
     on_event: EventFn,
+    backend: Backend | None = None,
 ) -> tuple[Policy, dict[str, Any]]:
-    """One round; returns the new policy and the round summary."""
+    """One round; returns the new policy and the round summary (``backend``: chosen by `train`)."""
+    from caspo_lite.backend import free_accelerator_memory
+
+    backend = backend or start_backend(cfg)
     from caspo_lite.labelers import get_labeler
     from caspo_lite.pairs import Pair, build_pairs
     from caspo_lite.train import labelers_model  # noqa: F401  (registers rollout/judge)
@@ -201,18 +262,20 @@ def run_round(
         if engine is not None:  # free the sampler's memory before training
             engine.close()
             engine = None
+        free_accelerator_memory()
 
         # 4. dpo ------------------------------------------------------------------------------
         if _stage(ledger, rd, "dpo", on_event):
-            from caspo_lite.backend import choose_backend
-            from caspo_lite.train.dpo import train_dpo
+            from caspo_lite.train.dpo_process import run_dpo_process
 
-            backend = choose_backend(cfg.dpo.backend)
+            if not pairs:
+                raise DataError(
+                    f"{rd.root}: no pairs to train on (loosen pairs.low_percentile / high_percentile)"
+                )
             t0 = time.perf_counter()
-            res = train_dpo(
-                policy.hf_dir,
-                pairs,
+            res = run_dpo_process(  # its own process: see dpo_process.py for why
                 rd.root,
+                policy.hf_dir,
                 cfg.dpo,
                 backend,
                 on_progress=lambda s, t, _logs: on_event(TrainEvent("progress", r, "dpo", s, t)),
@@ -223,12 +286,13 @@ def run_round(
                 time_s=time.perf_counter() - t0,
                 backend=backend.name,
                 reason=backend.reason,
-                steps=res.steps,
-                reward_margin=res.reward_margin,
-                reward_accuracy=res.reward_accuracy,
-                resumed_from=res.resumed_from,
+                steps=res["steps"],
+                reward_margin=res["reward_margin"],
+                reward_accuracy=res["reward_accuracy"],
+                resumed_from=res["resumed_from"],
+                peak_gpu_gb=res.get("peak_gpu_gb"),
             )
-            on_event(TrainEvent("done", r, "dpo", info={"reward_margin": res.reward_margin}))
+            on_event(TrainEvent("done", r, "dpo", info={"reward_margin": res["reward_margin"]}))
         dpo_info = ledger.info("dpo")
 
         # 5. export ---------------------------------------------------------------------------
@@ -257,6 +321,7 @@ def run_round(
     finally:
         if engine is not None:
             engine.close()
+        free_accelerator_memory()
 
     summary = {
         "round": r,
@@ -336,13 +401,14 @@ def train(cfg: TrainConfig, out: Path, on_event: EventFn = _noop) -> list[dict[s
             f"{run.config}: this run folder was started with a different config; use a new --out"
         )
     atomic_write_text(run.config, resolved)
+    backend = start_backend(cfg)  # before sampling: a missing extra fails now, not after round 1
     task = build_task(cfg)
     train_set, dev = split_problems(task, cfg)
     policy = base_policy(cfg, run)
     history: list[dict[str, Any]] = []
     done_rounds = _logged_rounds(run)
     for r in range(1, cfg.rounds.n + 1):
-        policy, summary = run_round(cfg, run, r, policy, task, train_set, dev, on_event)
+        policy, summary = run_round(cfg, run, r, policy, task, train_set, dev, on_event, backend)
         history.append(summary)
         if r not in done_rounds:
             with open(run.metrics, "a", encoding="utf-8") as fh:
@@ -352,6 +418,22 @@ def train(cfg: TrainConfig, out: Path, on_event: EventFn = _noop) -> list[dict[s
             on_event(TrainEvent("stop", r, info={"reason": "pair yield and dev accuracy stopped improving"}))
             break
     return history
+
+
+def start_backend(cfg: TrainConfig) -> Backend:
+    """Choose the DPO backend once, at ``train`` start, and check it can do what the config asks.
+
+    Unsloth is imported here only in a throw-away probe process (a broken install fails before
+    round 1 samples); the DPO process of each round imports it first thing. This process,
+    which samples, never imports it (its class patches would reach the sampler).
+    """
+    from caspo_lite.backend import check_4bit, choose_backend, probe_unsloth
+
+    backend = choose_backend(cfg.dpo.backend)
+    check_4bit(backend, cfg.dpo.load_in_4bit)
+    if backend.name == "unsloth":
+        probe_unsloth()
+    return backend
 
 
 def _logged_rounds(run: RunDir) -> set[int]:
