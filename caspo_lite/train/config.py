@@ -86,7 +86,9 @@ class LabelsSection:
 @dataclass
 class PairsSection:
     mode: str = _f(
-        "step", "step: confidence-filtered step pairs (CASPO); answer: whole right vs wrong solutions."
+        "step",
+        "step: confidence-filtered step pairs (CASPO); answer: whole right vs wrong solutions; "
+        "both: step + answer pairs in one DPO pass; step-nofilter: step pairs at every step.",
     )
     types: list[str] = _f(["A", "B"], "Pair types to build: A (unsure-right), B (sure-wrong).")
     low_percentile: float = _f(
@@ -99,8 +101,9 @@ class PairsSection:
     high_abs: float = _f(-1.0, "Absolute 'sure' threshold; >= 0 replaces high_percentile.")
     max_per_problem: int = _f(8, "Cap on pairs per problem (confidently-wrong B pairs first).")
     alt_samples: int = _f(
-        0,
-        "Alternative steps resampled at each A/B prefix through the engine (0 = other samples only).",
+        8,
+        "Steps sampled (one batched call) at each A/B prefix that lacks an opposite-label alternative, "
+        "then the rank-2 fallback for A (0 = other samples only).",
     )
 
     def __post_init__(self) -> None:

@@ -241,16 +241,28 @@ def run_round(
 
         # 3. pairs ----------------------------------------------------------------------------
         if _stage(ledger, rd, "pairs", on_event):
-            if cfg.pairs.alt_samples > 0 and cfg.pairs.mode == "step":
-                from caspo_lite.train.alternatives import add_alternatives
+            from caspo_lite.pairs import STEP_MODES
+            from caspo_lite.train.alternatives import AltStats, add_alternatives
 
+            alt_stats = AltStats()
+            if cfg.pairs.alt_samples > 0 and cfg.pairs.mode in STEP_MODES:
                 problems = add_alternatives(
-                    engine_(), task, problems, samples, cfg, r, _labeler(cfg, engine_, get_labeler)
+                    engine_(),
+                    task,
+                    problems,
+                    samples,
+                    cfg,
+                    r,
+                    _labeler(cfg, engine_, get_labeler),
+                    store=rd.alternatives,
+                    sources={p.id: p for p in train},
+                    stats=alt_stats,
                 )
             pairs, report = build_pairs(problems, cfg.pairs.rule())
             text = "".join(dumps(p.to_record()) + "\n" for p in pairs)
             atomic_write_text(rd.pairs, text)
-            atomic_write_text(rd.pairs_report, json.dumps(report.summary(), indent=1))
+            full_report = {"pairs/mode": cfg.pairs.mode, **report.summary(), **alt_stats.summary()}
+            atomic_write_text(rd.pairs_report, json.dumps(full_report, indent=1))
             ledger.mark("pairs", **{k: v for k, v in report.summary().items() if k in ("pairs/A", "pairs/B")})
             on_event(TrainEvent("done", r, "pairs", info=report.summary()))
         pairs = (
@@ -337,6 +349,8 @@ def run_round(
         "sample/train_accuracy": _train_accuracy(samples),
         **step_confidence_by_label(problems),
         "time/sample_s": ledger.info("sample").get("time_s"),
+        "time/alternatives_s": pair_summary.get("alt/time_s"),
+        **{k: v for k, v in pair_summary.items() if k.startswith("pairs/origin_")},
         "time/dpo_s": dpo_info.get("time_s"),
     }
     atomic_write_text(rd.summary, json.dumps(summary, indent=1))
