@@ -114,7 +114,9 @@ def test_resampled_alternatives_are_used() -> None:
     rank2 = replace(st("2+3=9", 0.3, WRONG), origin="rank2", token_ids=(7, 8))
     ps = ProblemSamples("p", "Q\n", [sol(0, S_RIGHT_UNSURE)], alternatives={(0, ""): (rank2,)})
     pairs, _ = build_pairs([ps], PairRule(), FIXED)
-    assert [(p.rejected_source, p.origin, p.rejected_token_ids) for p in pairs] == [("rank2:0", "rank2", (7, 8))]
+    assert [(p.rejected_source, p.origin, p.rejected_token_ids) for p in pairs] == [
+        ("rank2:0", "rank2", (7, 8))
+    ]
 
 
 def test_dedupe_and_cap_and_mix_report() -> None:
@@ -241,7 +243,10 @@ def test_pair_record_round_trip_keeps_origin_and_ids() -> None:
     ps = ProblemSamples(
         "p",
         "Q\n",
-        [sol(0, replace(S_RIGHT_UNSURE, token_ids=(1, 2))), sol(1, replace(S_WRONG_UNSURE, token_ids=(1, 3)))],
+        [
+            sol(0, replace(S_RIGHT_UNSURE, token_ids=(1, 2))),
+            sol(1, replace(S_WRONG_UNSURE, token_ids=(1, 3))),
+        ],
     )
     (pair,), _ = build_pairs([ps], PairRule(types=("A",)), FIXED)
     assert (pair.chosen_token_ids, pair.rejected_token_ids, pair.origin) == ((1, 2), (1, 3), "sample")

@@ -102,6 +102,8 @@ def test_no_resampling_where_other_samples_have_the_label(tmp_path: Path) -> Non
     wrong = Step("2+3=7\n", 0.3, (0.3,), WRONG)
     ps = ProblemSamples(ps.problem_id, ps.prompt, [*ps.solutions, Solution(1, (wrong,), correct=False)])
     stats = AltStats()
-    (out,) = add_alternatives(engine, build_task(cfg), [ps], [rec], cfg, 1, get_labeler("verify"), stats=stats)
+    (out,) = add_alternatives(
+        engine, build_task(cfg), [ps], [rec], cfg, 1, get_labeler("verify"), stats=stats
+    )
     assert out.alternatives == {} and engine.stats.generated_tokens == 0
     assert stats.counts["prefixes_covered_by_samples"] == 1
