@@ -130,7 +130,10 @@ class DpoSection:
         "auto (unsloth on a CUDA GPU when installed, else trl), trl, unsloth. Env CASPO_LITE_BACKEND wins.",
     )
     beta: float = _f(0.1, "DPO beta (KL strength towards the previous round's policy).")
-    sft_weight: float = _f(0.0, "Weight of an SFT (NLL) term on the chosen side; 0 = pure DPO sigmoid loss.")
+    sft_weight: float = _f(
+        1.0,
+        "Weight of TRL's SFT (NLL) term on the chosen side (the RPO anchor); 0 = pure DPO sigmoid loss.",
+    )
     learning_rate: float = _f(5e-5, "LoRA learning rate.")
     epochs: float = _f(1.0, "Epochs over the round's pairs.")
     max_steps: int = _f(-1, "Stop after this many optimizer steps (-1 = by epochs).")
@@ -140,7 +143,16 @@ class DpoSection:
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
-    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules LoRA adapts.")
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "Modules LoRA adapts; add 'gate_proj', 'up_proj', 'down_proj' for the MLP projections too.",
+    )
+    heldout_frac: float = _f(
+        0.1, "Share of the round's pairs never trained on: reward accuracy and margin measured on them."
+    )
+    precompute_ref: bool = _f(
+        True, "Compute the frozen reference's log-probs once before training (TRL precompute_ref_log_probs)."
+    )
     load_in_4bit: bool = _f(False, "QLoRA (unsloth backend on a GPU only).")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory (worth it from ~1B parameters).")
     save_steps: int = _f(20, "Checkpoint every N steps so a killed run resumes mid-DPO.")
@@ -151,6 +163,8 @@ class DpoSection:
         _choice("dpo.backend", self.backend, ("auto", "trl", "unsloth"))
         _positive("dpo.beta", self.beta)
         _positive("dpo.sft_weight", self.sft_weight, allow_zero=True)
+        if not 0.0 <= self.heldout_frac < 0.5:
+            raise ValueError(f"dpo.heldout_frac must be in [0, 0.5), got {self.heldout_frac}")
         _positive("dpo.learning_rate", self.learning_rate)
         for name in (
             "batch_size",

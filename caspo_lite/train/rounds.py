@@ -303,6 +303,10 @@ def run_round(
                 reward_accuracy=res["reward_accuracy"],
                 resumed_from=res["resumed_from"],
                 peak_gpu_gb=res.get("peak_gpu_gb"),
+                n_heldout=res.get("n_heldout"),
+                heldout_margin=res.get("heldout_margin"),
+                heldout_reward_accuracy=res.get("heldout_reward_accuracy"),
+                ids_retokenized_differ=res.get("ids_retokenized_differ"),
             )
             on_event(TrainEvent("done", r, "dpo", info={"reward_margin": res["reward_margin"]}))
         dpo_info = ledger.info("dpo")
@@ -343,6 +347,9 @@ def run_round(
         },
         "dpo/reward_margin": dpo_info.get("reward_margin"),
         "dpo/reward_accuracy": dpo_info.get("reward_accuracy"),
+        "dpo/heldout_margin": dpo_info.get("heldout_margin"),
+        "dpo/heldout_reward_acc": dpo_info.get("heldout_reward_accuracy"),
+        "dpo/n_heldout": dpo_info.get("n_heldout"),
         "dpo/steps": dpo_info.get("steps"),
         "dpo/backend": dpo_info.get("backend"),
         "eval/dev_accuracy": dev_acc,
