@@ -67,8 +67,15 @@ def test_pairs_of_both_types_from_real_samples(run_dir: Path) -> None:
     for p in pairs:
         assert (p.chosen_label, p.rejected_label) == ("correct", "wrong")
         assert p.chosen != p.rejected and p.prompt.endswith("".join(p.prefix_steps))
+        assert p.origin in ("sample", "resample", "rank2")
     report = json.loads((run_dir / "round-1" / "pairs_report.json").read_text())
     assert report["pairs/A"] + report["pairs/B"] == len(pairs)
+    # alt_samples = 8 by default: steps resampled at the candidates' prefixes found correct
+    # alternatives the other samples did not have, and each such pair says so
+    resampled = [p for p in pairs if p.origin == "resample"]
+    assert resampled and all(p.chosen_source.startswith("resample:") for p in resampled if p.type == "B")
+    assert report["alt/prefixes_resampled"] > 0 and report["alt/resample_found_correct"] > 0
+    assert report["pairs/origin_B_resample"] == sum(p.type == "B" for p in resampled)
 
 
 def test_stored_confidences_equal_recomputed_ones(run_dir: Path) -> None:
@@ -86,7 +93,7 @@ def test_stored_confidences_equal_recomputed_ones(run_dir: Path) -> None:
     pairs = [Pair.from_record(r) for r in read_jsonl(run_dir / "round-1" / "pairs.jsonl", "chosen")]
     scorer = ConfidenceScorer("entropy")
     checked = 0
-    for pair in pairs[:6]:
+    for pair in [p for p in pairs if p.chosen_source.startswith("sample:")][:6]:
         rec = next(s for s in samples if s["problem_id"] == pair.problem_id)
         j = int(pair.chosen_source.split(":")[1])
         sol = rec["solutions"][j]
@@ -176,6 +183,10 @@ def test_kill_mid_sampling_and_mid_dpo_then_resume(run_dir: Path, tmp_path: Path
     )
     with open(rd / "samples.jsonl", "ab") as fh:  # as if the kill had landed mid-write
         fh.write(b'{"problem_id": "half a li')
+    p = _cli(out, home, "alternatives:2")  # SIGKILL once 2 problems' alternatives are on disk
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert len((rd / "alternatives.jsonl").read_bytes().splitlines()) == 2
+    assert "pairs" not in json.loads((rd / "ledger.json").read_text())["stages"]
     p = _cli(out, home, "dpo:3")  # resumes sampling; SIGKILL of the DPO process at the end of step 3
     assert p.returncode == 1, p.stderr[-2000:]  # the parent survives its DPO child and says so
     assert "DPO process of round-1 was killed by SIGKILL" in p.stderr and "resume" in p.stderr
@@ -189,7 +200,7 @@ def test_kill_mid_sampling_and_mid_dpo_then_resume(run_dir: Path, tmp_path: Path
         assert after[stage]["finished_at"] == before[stage]["finished_at"]
     assert after["dpo"]["resumed_from"] == "checkpoint-2" and after["dpo"]["steps"] == 4
     ref = run_dir / "round-1"
-    for name in ("samples.jsonl", "labels.jsonl", "pairs.jsonl"):
+    for name in ("samples.jsonl", "labels.jsonl", "alternatives.jsonl", "pairs.jsonl"):
         assert (rd / name).read_bytes() == (ref / name).read_bytes(), name
     ids = [r["problem_id"] for r in read_jsonl(rd / "samples.jsonl", "problem_id")]
     assert len(ids) == len(set(ids)) == load_train_config(RECIPE, OVERRIDES).task.n_train
