@@ -432,6 +432,7 @@ def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
                 f"[bold]round {ev.round}[/bold]: pairs {s.get('pairs/total')}"
                 f" (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
                 f" | DPO reward margin {_fmt(s.get('dpo/reward_margin'))}"
+                f" (held-out {_fmt(s.get('dpo/heldout_margin'))}, n={s.get('dpo/n_heldout')})"
                 f" | dev accuracy {_fmt(s.get('eval/dev_accuracy'))}"
                 f" | step conf correct {_fmt(s.get('steps/mean_conf_correct'))}"
                 f" vs wrong {_fmt(s.get('steps/mean_conf_wrong'))}"
