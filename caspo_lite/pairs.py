@@ -354,6 +354,8 @@ def _answer_pairs(ps: ProblemSamples, report: PairReport) -> list[list[Pair]]:
                     rejected_token_confidences=tuple(t for s in bad.steps for t in s.token_confidences),
                     chosen_source=f"{good.source}:{good.index}",
                     rejected_source=f"{bad.source}:{bad.index}",
+                    chosen_token_ids=tuple(t for s in good.steps for t in s.token_ids),
+                    rejected_token_ids=tuple(t for s in bad.steps for t in s.token_ids),
                 )
             ]
         )
