@@ -30,6 +30,11 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="key=value override")
+    ap.add_argument(
+        "--fresh-alternatives",
+        action="store_true",
+        help="resample the alternatives again (keeps samples and labels): compare alternative settings",
+    )
     args = ap.parse_args()
 
     from caspo_lite.labelers import get_labeler
@@ -55,6 +60,9 @@ def main() -> None:
     engine = open_engine(cfg, policy)
     timing_file = rd.root / "bench_times.json"
     times = json.loads(timing_file.read_text()) if timing_file.exists() else {}
+    if args.fresh_alternatives:
+        rd.alternatives.unlink(missing_ok=True)
+        times.pop("alternatives_s", None)
     try:
         if "sample_s" not in times:
             t0 = time.perf_counter()

@@ -107,3 +107,12 @@ def test_no_resampling_where_other_samples_have_the_label(tmp_path: Path) -> Non
     )
     assert out.alternatives == {} and engine.stats.generated_tokens == 0
     assert stats.counts["prefixes_covered_by_samples"] == 1
+
+
+def test_rank2_skips_a_least_confident_line_end() -> None:
+    """The least confident token is the newline: forcing another there only re-dresses the step,
+    so the least confident content token (the result) is the one replaced."""
+    engine = _engine()
+    own = Step("2+3=5\n", 0.4, (0.9, 0.5, 0.1), CORRECT, _own(engine).token_ids)
+    alt = rank2_step(engine, "What is 2+3?\n", own, RULE, "entropy")
+    assert alt is not None and alt.text == "2+3=6\n"

@@ -8,11 +8,13 @@ step with the label it needs, this module:
 
 1. samples m continuations of that one step in one batched llama.cpp call (the prefix is
    decoded once and forked: `Runner`), each stopped at its first step boundary;
-2. labels them in order in the prefix's context, stopping at the first with the needed label
-   (origin ``resample``);
+2. labels the distinct ones in order in the prefix's context, stopping as soon as every
+   candidate at the prefix has its own step with the label it needs (origin ``resample``);
 3. for an A candidate (correct, unsure) still without a wrong alternative: forces the
-   rank-2 token at the step's least confident position, completes the step greedily and
-   labels it (origin ``rank2``: the second most probable token, DESIGN §1.4).
+   rank-2 token at the step's least confident *content* position, completes the step
+   greedily and labels it (origin ``rank2``: the second most probable token, DESIGN §1.4).
+   Content = a token with a letter or digit: the least confident token of a step is most
+   often its line end or a space, and swapping those yields the same step in other clothes.
 
 Per problem the result is one ``alternatives.jsonl`` line, so a run killed mid-stage resumes
 at the next problem and, the seeds being derived from (seed, round, problem, prefix), ends
@@ -111,15 +113,19 @@ def sample_steps(
 def rank2_step(engine: Any, text: str, own: Step, rule: StepRule, signal: str) -> Step | None:
     """``own`` with its least confident token replaced by the best other token, completed greedily.
 
-    The prefix ``text`` is decoded, then ``own``'s stored ids up to its least confident
-    position j; at j the most probable token that is neither ``own``'s token nor an end of
-    sequence is forced (the rank-2 token when ``own`` took the argmax), and the step goes on
-    greedily to its boundary. None when ``own`` has no stored ids or the forced step is empty.
+    The prefix ``text`` is decoded, then ``own``'s stored ids up to its least confident content
+    token j (one with a letter or digit); at j the most probable content token other than
+    ``own``'s is forced (the rank-2 token when ``own`` took the argmax), and the step goes on
+    greedily to its boundary. None when ``own`` has no stored ids or no content token.
     """
     ids, confs = list(own.token_ids), list(own.token_confidences)
     if not ids or len(ids) != len(confs):
         return None
-    j = int(np.argmin(confs))
+    content = [k for k, t in enumerate(ids) if _is_content(engine.token_text(t))]
+    if not content:
+        return None
+    j = min(content, key=lambda k: (confs[k], k))
+    own_piece = engine.token_text(ids[j]).strip()
     scorer = ConfidenceScorer(signal)
     session = engine.session(1)
     try:
@@ -127,8 +133,16 @@ def rank2_step(engine: Any, text: str, own: Step, rule: StepRule, signal: str) -
         for tok in ids[:j]:
             row = session.decode({0: tok})[0]
         row = np.asarray(row, dtype=np.float32)
-        skip = {ids[j], *engine.eos_ids}
-        forced = next((int(t) for t in np.argsort(-row, kind="stable") if int(t) not in skip), None)
+        forced = next(
+            (
+                int(t)
+                for t in np.argsort(-row, kind="stable")
+                if int(t) not in engine.eos_ids
+                and _is_content(piece := engine.token_text(int(t)))
+                and piece.strip() != own_piece
+            ),
+            None,
+        )
         if forced is None:
             return None
         toks, tconfs = ids[:j] + [forced], confs[:j] + [scorer.score(row, forced)[0]]
@@ -150,6 +164,10 @@ def rank2_step(engine: Any, text: str, own: Step, rule: StepRule, signal: str) -
     return Step(step_text, step_confidence(tconfs), tuple(tconfs), Label.UNKNOWN, tuple(toks), "rank2")
 
 
+def _is_content(piece: str) -> bool:
+    return any(ch.isalnum() for ch in piece)
+
+
 def label_alternative(labeler: Any, task: Task, problem: Problem, prefix: Sequence[str], alt: str) -> str:
     """The alternative step's label in context (a partial solution must not be graded as final)."""
     answer = task.extract_answer(alt)
@@ -167,7 +185,7 @@ class _Need:
     index: int
     prefix: str
     prefix_steps: list[str]
-    wants: set[str] = field(default_factory=set)
+    wants: Counter = field(default_factory=Counter)  # label -> candidates at the prefix needing it
     a_steps: list[Step] = field(default_factory=list)
 
 
@@ -185,12 +203,13 @@ def _needs(ps: ProblemSamples, th: Any, rule: PairRule, counts: Counter) -> list
                 continue
             counts[f"candidates_{cand[0]}"] += 1
             need = needs.setdefault((i, prefix), _Need(i, prefix, [s.text for s in steps[:i]]))
-            need.wants.add(cand[1])
+            need.wants[cand[1]] += 1
             if cand[0] == "A":
                 need.a_steps.append(st)
     out = []
     for key, need in sorted(needs.items()):
-        need.wants -= have.get(key, set())  # an other sample at the same prefix already has it
+        for label in have.get(key, set()):  # an other sample at the same prefix already has it
+            need.wants.pop(label, None)
         if need.wants:
             out.append(need)
         else:
@@ -211,20 +230,24 @@ def _alternatives_at(
 ) -> list[Step]:
     seed = problem_seed(cfg.sample.seed, round_index, f"{ps.problem_id}/alt/{need.index}/{need.prefix}")
     found: list[Step] = []
-    wants = set(need.wants)
+    wants = Counter(need.wants)
     counts["prefixes_resampled"] += 1
     drawn = sample_steps(engine, ps.prompt + need.prefix, cfg.pairs.alt_samples, cfg, seed, task)
     counts["steps_sampled"] += len(drawn)
+    seen: set[str] = set()
     for text, confs, ids in drawn:
-        if not wants:
-            break  # stop at the first step with each needed label
+        if not +wants:
+            break  # every candidate at the prefix has its own opposite-label alternative: stop
+        if text in seen:
+            continue  # the same step again: no new alternative, not worth a label
+        seen.add(text)
         label = label_alternative(labeler, task, problem, need.prefix_steps, text)
         counts["steps_labelled"] += 1
         found.append(Step(text, step_confidence(confs), tuple(confs), label, tuple(ids), "resample"))
-        if label in wants:
+        if wants[label] > 0:
             counts[f"resample_found_{label}"] += 1
-            wants.discard(label)
-    if WRONG in wants and need.a_steps:  # the A fallback: the rank-2 token at the least sure spot
+            wants[label] -= 1
+    if wants[WRONG] > 0 and need.a_steps:  # the A fallback: the rank-2 token at the least sure spot
         own = min(need.a_steps, key=lambda s: (s.confidence, s.text))
         counts["rank2_tried"] += 1
         alt = rank2_step(engine, ps.prompt + need.prefix, own, _rule(cfg), cfg.confidence.signal)
