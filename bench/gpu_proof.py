@@ -173,10 +173,9 @@ def build_model(out: Path, smoke: bool) -> Path:
 # --- 3-5. one CASPO round, killed and resumed ----------------------------------------------------
 
 
-def round_config(model: Path, backend: str, four_bit: bool) -> Any:
-    from caspo_lite.train.config import load_train_config
-
-    overrides = [
+def round_overrides(model: Path, backend: str, four_bit: bool) -> list[str]:
+    """tiny-ci, one round, on the tiny Qwen3, sampling with the batched transformers sampler."""
+    return [
         f"model.name='{model}'",
         "sample.engine='hf'",  # the batched transformers sampler is what is under test here
         "rounds.n=1",
@@ -187,30 +186,45 @@ def round_config(model: Path, backend: str, four_bit: bool) -> Any:
         "dpo.max_steps=4",
         "dpo.save_steps=2",
     ]
-    return load_train_config(REPO / "recipes" / "tiny-ci.toml", overrides)
 
 
-def run_round(cfg: Any, out: Path, kill: bool, label: str) -> dict[str, Any]:
-    """train() once with the DPO process killed at step 3 (when ``kill``), then to the end."""
+RECIPE = REPO / "recipes" / "tiny-ci.toml"
+
+
+def round_config(model: Path, backend: str, four_bit: bool) -> Any:
+    from caspo_lite.train.config import load_train_config
+
+    return load_train_config(RECIPE, round_overrides(model, backend, four_bit))
+
+
+def run_round(model: Path, backend: str, four_bit: bool, out: Path, kill: bool, label: str) -> dict[str, Any]:
+    """``caspo-lite train`` SIGKILLed at DPO step 3 (when ``kill``), then resumed here to the end."""
     import torch
 
-    from caspo_lite.errors import CaspoError
     from caspo_lite.train.ledger import FAULT_ENV, read_jsonl
     from caspo_lite.train.rounds import train
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    if kill:
-        os.environ[FAULT_ENV] = "dpo:3"
-        try:
-            train(cfg, out)
-            say(f"{label}/kill", "NOT KILLED: the fault hook did not fire")
-        except CaspoError as exc:
-            say(f"{label}/kill", str(exc))
-        finally:
-            os.environ.pop(FAULT_ENV, None)
+    if kill:  # the whole command, as `kill -9` would: its DPO process goes with it
+        sets = [a for o in round_overrides(model, backend, four_bit) for a in ("--set", o)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "caspo_lite.cli",
+            "train",
+            "--recipe",
+            str(RECIPE),
+            *sets,
+            "--out",
+            str(out),
+        ]
+        env = {**os.environ, FAULT_ENV: "dpo:3", "PYTHONPATH": str(REPO)}
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+        ckpts = sorted(p.name for p in (out / "round-1" / "dpo").glob("checkpoint-*"))
+        say(f"{label}/kill", f"exit {proc.returncode} (-9 expected), checkpoints left: {ckpts}")
     t0 = time.perf_counter()
-    train(cfg, out)
+    train(round_config(model, backend, four_bit), out)
     wall = time.perf_counter() - t0
     rd = out / "round-1"
     stages = json.loads((rd / "ledger.json").read_text())["stages"]
@@ -239,7 +253,8 @@ def run_round(cfg: Any, out: Path, kill: bool, label: str) -> dict[str, Any]:
     )
     say(f"{label}/sample_engine", stages["sample"].get("engine"))
     if torch.cuda.is_available():
-        say(f"{label}/sampling_process_peak_vram_gib", gib(torch.cuda.max_memory_allocated()))
+        note = "this process: the resumed round's dev stage (batched sampler, greedy)"
+        say(f"{label}/parent_peak_vram_gib", gib(torch.cuda.max_memory_allocated()), note)
     say(f"{label}/resume_wall_s", wall)
     return dpo
 
@@ -287,6 +302,8 @@ def sampling_speed(model_dir: Path, batch: int = 8, steps: int = 64) -> None:
 
     from caspo_lite.engines.hf import HFEngine
 
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     engine = HFEngine.load(model_dir)
     s = engine.session(batch)
     row = s.prefill(engine.tokenize("Step 1: 12 + 30 = 42\nStep 2:"), 0)
@@ -300,6 +317,8 @@ def sampling_speed(model_dir: Path, batch: int = 8, steps: int = 64) -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
+    if torch.cuda.is_available():
+        say("tiny/sampling_peak_vram_gib", gib(torch.cuda.max_memory_allocated()), "batch 8, 16-bit weights")
     say(
         "tiny/sampling_tokens_per_s_batch8",
         batch * steps / dt,
@@ -494,12 +513,12 @@ def main(argv: list[str] | None = None) -> int:
 
     backend = "auto" if caps["unsloth"] else "trl"
     run16 = args.out / "round-16bit"
-    run_round(round_config(model, backend, False), run16, kill=True, label="16bit")
+    run_round(model, backend, False, run16, kill=True, label="16bit")
     merged = run16 / "round-1" / "merged"
     same_vs_fresh(merged)
     sampling_speed(merged)
     if caps["unsloth"] and cuda:
-        run_round(round_config(model, "unsloth", True), args.out / "round-4bit", kill=False, label="4bit")
+        run_round(model, "unsloth", True, args.out / "round-4bit", kill=False, label="4bit")
     else:
         from caspo_lite.errors import ConfigError
         from caspo_lite.train.rounds import start_backend

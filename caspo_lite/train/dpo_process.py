@@ -36,6 +36,7 @@ from caspo_lite import errors
 from caspo_lite.backend import Backend
 from caspo_lite.paths import atomic_write_text
 from caspo_lite.train.config import DpoSection
+from caspo_lite.train.ledger import FAULT_ENV
 
 JOB = "dpo_job.json"
 RESULT = "dpo_result.json"
@@ -154,6 +155,9 @@ def _outcome(round_dir: Path, code: int, log_path: Path) -> dict[str, Any]:
         if not (isinstance(cls, type) and issubclass(cls, errors.CaspoError)):
             cls = errors.TrainingFailed
         raise cls(err["message"])
+    if code == -signal.SIGKILL and os.environ.get(FAULT_ENV, "").startswith("dpo:"):
+        # the test hook stands for `kill -9` of the whole `train` command mid-DPO: die with the child
+        os.kill(os.getpid(), signal.SIGKILL)
     if code < 0:
         name = signal.Signals(-code).name
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
