@@ -187,7 +187,7 @@ def test_kill_mid_sampling_and_mid_dpo_then_resume(run_dir: Path, tmp_path: Path
     assert p.returncode == -9, p.stderr[-2000:]
     assert len((rd / "alternatives.jsonl").read_bytes().splitlines()) == 2
     assert "pairs" not in json.loads((rd / "ledger.json").read_text())["stages"]
-    p = _cli(out, home, "dpo:3")  # resumes sampling; SIGKILL (DPO process and train) at the end of step 3
+    p = _cli(out, home, "dpo:3")  # resumes the alternatives; SIGKILL (DPO process and train) at DPO step 3
     assert p.returncode == -9, p.stderr[-2000:]
     assert (rd / "dpo" / "checkpoint-2" / "trainer_state.json").is_file()
     before = json.loads((rd / "ledger.json").read_text())["stages"]
