@@ -116,3 +116,22 @@ def test_rank2_skips_a_least_confident_line_end() -> None:
     own = Step("2+3=5\n", 0.4, (0.9, 0.5, 0.1), CORRECT, _own(engine).token_ids)
     alt = rank2_step(engine, "What is 2+3?\n", own, RULE, "entropy")
     assert alt is not None and alt.text == "2+3=6\n"
+
+
+def test_a_repeated_sure_mistake_gets_resampled_for_its_second_alternative() -> None:
+    """Two samples wrote the same sure wrong step, one the right one: the second occurrence
+    would only duplicate the first pair, so the prefix is resampled for another right step."""
+    cfg = load_train_config(RECIPE, ["pairs.alt_samples=2", "pairs.low_abs=0.0", "pairs.high_abs=0.0"])
+    engine = _engine()
+    wrong = Step("2+3=6\n", 0.9, (0.9,), WRONG)
+    right = Step("2+3=5\n", 0.9, (0.9,), CORRECT)
+    sols = [Solution(0, (wrong,)), Solution(1, (wrong,)), Solution(2, (right,), correct=True)]
+    ps = ProblemSamples("p", "What is 2+3?\n", sols)
+    rec = {"problem_id": "p", "question": "What is 2+3?", "gold": "5", "prompt": ps.prompt}
+    stats = AltStats()
+    add_alternatives(engine, build_task(cfg), [ps], [rec], cfg, 1, get_labeler("verify"), stats=stats)
+    assert stats.counts["candidates_B"] == 2 and stats.counts["prefixes_resampled"] == 1
+    one = ProblemSamples("p", ps.prompt, sols[1:])  # one occurrence: the sampled right step suffices
+    stats = AltStats()
+    add_alternatives(engine, build_task(cfg), [one], [rec], cfg, 1, get_labeler("verify"), stats=stats)
+    assert stats.counts["prefixes_resampled"] == 0 and stats.counts["prefixes_covered_by_samples"] == 1

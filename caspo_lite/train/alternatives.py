@@ -190,14 +190,16 @@ class _Need:
 
 
 def _needs(ps: ProblemSamples, th: Any, rule: PairRule, counts: Counter) -> list[_Need]:
-    """Candidate prefixes whose other samples hold no step with the label a candidate needs."""
-    have: dict[tuple[int, str], set[str]] = {}
+    """Candidate prefixes where the samples hold fewer distinct steps of a needed label than
+    candidates need one (a model that is sure of a wrong step samples it again and again: each
+    occurrence can only be paired with a *different* alternative, or it is a duplicate)."""
+    have: dict[tuple[int, str], dict[str, set[str]]] = {}
     needs: dict[tuple[int, str], _Need] = {}
     for sol in ps.solutions:
         steps = used_steps(sol.steps)
         for i, st in enumerate(steps):
             prefix = "".join(s.text for s in steps[:i])
-            have.setdefault((i, prefix), set()).add(st.label)
+            have.setdefault((i, prefix), {}).setdefault(st.label, set()).add(st.text)
             cand = candidate(st, th, rule)
             if cand is None:
                 continue
@@ -208,8 +210,10 @@ def _needs(ps: ProblemSamples, th: Any, rule: PairRule, counts: Counter) -> list
                 need.a_steps.append(st)
     out = []
     for key, need in sorted(needs.items()):
-        for label in have.get(key, set()):  # an other sample at the same prefix already has it
-            need.wants.pop(label, None)
+        for label, texts in have.get(key, {}).items():  # distinct alternatives the samples have
+            if label in need.wants:
+                need.wants[label] -= len(texts)
+        need.wants = +need.wants  # drop labels no longer needed
         if need.wants:
             out.append(need)
         else:
