@@ -263,7 +263,7 @@ def demo(
 
     from rich.console import Console
 
-    from caspo_lite.demo import demo_dict, render_demo_table, run_full_demo
+    from caspo_lite.demo import demo_dict, render_demo_table, round_effect, run_full_demo
     from caspo_lite.paths import runs_dir
     from caspo_lite.search import get_strategy
 
@@ -316,6 +316,8 @@ def demo(
         return
     what = "before vs after one CASPO round" if train else f"CaT vs greedy vs self-consistency@{k}"
     Console().print(render_demo_table(report, f"{what}: {n} held-out arith problems, {model}"))
+    for line in round_effect(report.round_summary):  # what the round measurably changed (#13)
+        typer.echo(line)
     if report.run_dir is not None:
         phases = ", ".join(f"{name} {sec:.0f}s" for name, sec in report.phases.items())
         typer.echo(f"run folder: {report.run_dir} (policy {report.after_model}); time: {phases}")
@@ -430,6 +432,7 @@ def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
                 f"[bold]round {ev.round}[/bold]: pairs {s.get('pairs/total')}"
                 f" (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
                 f" | DPO reward margin {_fmt(s.get('dpo/reward_margin'))}"
+                f" (held-out {_fmt(s.get('dpo/heldout_margin'))}, n={s.get('dpo/n_heldout')})"
                 f" | dev accuracy {_fmt(s.get('eval/dev_accuracy'))}"
                 f" | step conf correct {_fmt(s.get('steps/mean_conf_correct'))}"
                 f" vs wrong {_fmt(s.get('steps/mean_conf_wrong'))}"

@@ -214,6 +214,41 @@ def render_demo_table(report: DemoReport, title: str) -> Any:
     return table
 
 
+def round_effect(summary: dict[str, Any]) -> list[str]:
+    """What the round measurably changed, with sample sizes (printed under the demo's table).
+
+    Before DPO the policy *is* the reference, so every pair's implicit reward margin is 0 and
+    its reward accuracy 0: the after figures on the held-out pairs (never trained on) are the
+    change, measured on pairs the optimiser did not see.
+    """
+    if not summary:
+        return []
+    lines = []
+    n_held = summary.get("dpo/n_heldout") or 0
+    if n_held:
+        lines.append(
+            f"DPO on {n_held} held-out pairs (never trained): reward margin 0 before (policy = reference)"
+            f" -> {summary['dpo/heldout_margin']:+.4f} after; pairs ranked right 0% -> "
+            f"{summary['dpo/heldout_reward_acc']:.0%}"
+        )
+    else:
+        lines.append("no held-out pairs this round (fewer than 5 pairs): see the training-pair margin")
+    if summary.get("dpo/reward_margin") is not None:
+        n_train = (summary.get("pairs/total") or 0) - n_held
+        lines.append(
+            f"DPO on its {n_train} training pairs: reward margin 0 -> {summary['dpo/reward_margin']:+.4f},"
+            f" ranked right {summary.get('dpo/reward_accuracy') or 0:.0%}"
+        )
+    nc, nw = summary.get("steps/n_correct"), summary.get("steps/n_wrong")
+    if nc and nw:
+        lines.append(
+            "step confidence of the round's samples (before DPO): correct "
+            f"{summary['steps/mean_conf_correct']:.3f} (n={nc}) vs wrong "
+            f"{summary['steps/mean_conf_wrong']:.3f} (n={nw})"
+        )
+    return lines
+
+
 def demo_dict(report: DemoReport) -> dict[str, Any]:
     """A JSON-ready view of the report (``--json``)."""
 

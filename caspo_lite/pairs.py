@@ -13,9 +13,17 @@ At the prefix q_i = (problem, s_1..s_{i-1}) of a sampled solution:
 Only steps up to and including a solution's first wrong step are used; later steps are
 conditioned on an error. Alternatives at q_i are (a) steps of *other* sampled solutions of the
 same problem whose earlier steps are textually identical, and (b) steps resampled at q_i by the
-engine (``ProblemSamples.alternatives``). Thresholds are percentiles of the round's step
-confidences by default, or absolute. ``mode="answer"`` is the Iterative-RPO-style ablation:
-whole correct vs whole wrong solutions, no confidence filter.
+engine (``ProblemSamples.alternatives``: ``resample`` = sampled at the prefix, ``rank2`` = the
+rank-2 token forced at the step's least confident position). Every pair records where its
+other side came from (``Pair.origin``). Thresholds are percentiles of the round's step
+confidences by default, or absolute.
+
+Modes (``pairs.mode``):
+- ``step``: CASPO, the confidence-filtered A/B pairs above.
+- ``answer``: the Iterative-RPO-style ablation: whole correct vs whole wrong solutions.
+- ``both``: the step pairs plus the answer pairs of the same samples, deduplicated, one set.
+- ``step-nofilter``: step pairs at every used step (every correct step is an A candidate,
+  every first wrong step a B candidate): isolates what the confidence filter adds.
 
 Example:
     >>> ps = ProblemSamples("p1", "Q: 1+1?\\n", [sol_a, sol_b])    # doctest: +SKIP
@@ -32,7 +40,9 @@ import numpy as np
 
 CORRECT, WRONG, UNKNOWN = "correct", "wrong", "unknown"
 LABELS = (CORRECT, WRONG, UNKNOWN)
-MODES = ("step", "answer")
+MODES = ("step", "answer", "both", "step-nofilter")
+STEP_MODES = ("step", "both", "step-nofilter")  # modes that build step pairs
+ORIGINS = ("sample", "resample", "rank2")
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class Step:
     confidence: float
     token_confidences: tuple[float, ...] = ()
     label: str = UNKNOWN
+    token_ids: tuple[int, ...] = ()  # the ids the sampler generated (empty when unknown)
+    origin: str = "sample"  # sample (a sampled solution), resample or rank2 (an alternative)
 
 
 @dataclass(frozen=True)
@@ -122,21 +134,33 @@ class Pair:
     rejected_confidence: float
     chosen_token_confidences: tuple[float, ...]
     rejected_token_confidences: tuple[float, ...]
-    chosen_source: str  # "sample:<j>" or "resample:<k>"
+    chosen_source: str  # "sample:<j>", "resample:<k>" or "rank2:<k>"
     rejected_source: str
+    origin: str = "sample"  # where the other side (not the candidate step) came from: ORIGINS
+    chosen_token_ids: tuple[int, ...] = ()  # ids the sampler generated for the side (empty: unknown)
+    rejected_token_ids: tuple[int, ...] = ()
 
     def to_record(self) -> dict:
         rec = asdict(self)
         rec["prefix_steps"] = list(self.prefix_steps)
         rec["chosen_token_confidences"] = list(self.chosen_token_confidences)
         rec["rejected_token_confidences"] = list(self.rejected_token_confidences)
+        rec["chosen_token_ids"] = list(self.chosen_token_ids)
+        rec["rejected_token_ids"] = list(self.rejected_token_ids)
         return rec
 
     @classmethod
     def from_record(cls, rec: dict) -> Pair:
         data = dict(rec)
-        for key in ("prefix_steps", "chosen_token_confidences", "rejected_token_confidences"):
-            data[key] = tuple(data[key])
+        for key in (
+            "prefix_steps",
+            "chosen_token_confidences",
+            "rejected_token_confidences",
+            "chosen_token_ids",
+            "rejected_token_ids",
+        ):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
 
@@ -153,6 +177,7 @@ class PairReport:
     no_alternative: Counter = field(default_factory=Counter)  # A/B steps with no usable alternative
     duplicates: int = 0
     capped: int = 0
+    by_origin: Counter = field(default_factory=Counter)  # kept pairs by type/origin of the other side
 
     def summary(self) -> dict:
         total = sum(self.by_type.values())
@@ -169,6 +194,7 @@ class PairReport:
             "pairs/no_alternative_B": self.no_alternative.get("B", 0),
             "pairs/duplicates": self.duplicates,
             "pairs/capped": self.capped,
+            **{f"pairs/origin_{key}": n for key, n in sorted(self.by_origin.items())},
             "pairs/threshold_low": self.thresholds.low if self.thresholds else None,
             "pairs/threshold_high": self.thresholds.high if self.thresholds else None,
         }
@@ -221,7 +247,7 @@ def _alternatives(ps: ProblemSamples, sol: Solution, i: int, prefix: str) -> lis
             out.append((alt, f"{other.source}:{other.index}"))
     for k, alt in enumerate(ps.alternatives.get((i, prefix), ())):
         if alt.text != sol.steps[i].text:
-            out.append((alt, f"resample:{k}"))
+            out.append((alt, f"{alt.origin}:{k}"))
     return out
 
 
@@ -245,7 +271,26 @@ def _pair(
         rejected_token_confidences=tuple(rejected.token_confidences),
         chosen_source=c_src,
         rejected_source=r_src,
+        origin=alt.origin,
+        chosen_token_ids=tuple(chosen.token_ids),
+        rejected_token_ids=tuple(rejected.token_ids),
     )
+
+
+def candidate(step: Step, th: Thresholds, rule: PairRule) -> tuple[str, str] | None:
+    """(pair type, label the alternative needs) when a used step is an A or B candidate."""
+    if step.label == CORRECT and step.confidence < th.low and "A" in rule.types:
+        return "A", WRONG
+    if step.label == WRONG and step.confidence >= th.high and "B" in rule.types:
+        return "B", CORRECT
+    return None
+
+
+def mode_thresholds(problems: Sequence[ProblemSamples], rule: PairRule) -> Thresholds:
+    """The A/B thresholds of the mode: none at all (every step qualifies) for ``step-nofilter``."""
+    if rule.mode == "step-nofilter":
+        return Thresholds(low=float("inf"), high=float("-inf"))
+    return compute_thresholds(round_confidences(problems), rule)
 
 
 def _step_pairs(ps: ProblemSamples, th: Thresholds, rule: PairRule, report: PairReport) -> list[list[Pair]]:
@@ -262,12 +307,10 @@ def _step_pairs(ps: ProblemSamples, th: Thresholds, rule: PairRule, report: Pair
         report.n_steps_used += len(steps)
         for i, step in enumerate(steps):
             prefix = "".join(s.text for s in steps[:i])
-            if step.label == CORRECT and step.confidence < th.low and "A" in rule.types:
-                kind, want = "A", WRONG
-            elif step.label == WRONG and step.confidence >= th.high and "B" in rule.types:
-                kind, want = "B", CORRECT
-            else:
+            cand = candidate(step, th, rule)
+            if cand is None:
                 continue
+            kind, want = cand
             report.candidates[kind] += 1
             alts = [(a, src) for a, src in _alternatives(ps, sol, i, prefix) if a.label == want]
             if not alts:
@@ -311,6 +354,8 @@ def _answer_pairs(ps: ProblemSamples, report: PairReport) -> list[list[Pair]]:
                     rejected_token_confidences=tuple(t for s in bad.steps for t in s.token_confidences),
                     chosen_source=f"{good.source}:{good.index}",
                     rejected_source=f"{bad.source}:{bad.index}",
+                    chosen_token_ids=tuple(t for s in good.steps for t in s.token_ids),
+                    rejected_token_ids=tuple(t for s in bad.steps for t in s.token_ids),
                 )
             ]
         )
@@ -330,28 +375,45 @@ def build_pairs(
         (pairs in a deterministic order, a report with the A/B mix and losses at each filter).
     """
     report = PairReport(n_problems=len(problems), n_solutions=sum(len(p.solutions) for p in problems))
-    if rule.mode == "step":
-        report.thresholds = thresholds or compute_thresholds(round_confidences(problems), rule)
+    if rule.mode in STEP_MODES:
+        fixed = thresholds if rule.mode != "step-nofilter" else None  # no filter means none
+        report.thresholds = fixed or mode_thresholds(problems, rule)
     seen: set[tuple[str, str, str]] = set()
     pairs: list[Pair] = []
     for ps in problems:
-        found = (
-            _answer_pairs(ps, report)
-            if rule.mode == "answer"
-            else _step_pairs(ps, report.thresholds, rule, report)
-        )
-        kept = 0
-        for options in found:
-            pair = next((p for p in options if (p.prompt, p.chosen, p.rejected) not in seen), None)
-            if pair is None:
-                report.duplicates += 1
-                continue
-            key = (pair.prompt, pair.chosen, pair.rejected)
-            if kept >= rule.max_per_problem:
-                report.capped += 1
-                continue
-            seen.add(key)
-            pairs.append(pair)
-            report.by_type[pair.type] += 1
-            kept += 1
+        groups = []  # each group has its own per-problem cap (both: step pairs, then answer pairs)
+        if rule.mode in STEP_MODES:
+            groups.append(_step_pairs(ps, report.thresholds, rule, report))
+        if rule.mode in ("answer", "both"):
+            steps_before = report.n_steps_used
+            groups.append(_answer_pairs(ps, report))
+            if rule.mode == "both":  # the step pass counted the used steps already
+                report.n_steps_used = steps_before
+        for found in groups:
+            _keep(found, rule, report, seen, pairs)
     return pairs, report
+
+
+def _keep(
+    found: list[list[Pair]],
+    rule: PairRule,
+    report: PairReport,
+    seen: set[tuple[str, str, str]],
+    pairs: list[Pair],
+) -> None:
+    """Take the first non-duplicate option of each candidate, up to the per-problem cap."""
+    kept = 0
+    for options in found:
+        pair = next((p for p in options if (p.prompt, p.chosen, p.rejected) not in seen), None)
+        if pair is None:
+            report.duplicates += 1
+            continue
+        key = (pair.prompt, pair.chosen, pair.rejected)
+        if kept >= rule.max_per_problem:
+            report.capped += 1
+            continue
+        seen.add(key)
+        pairs.append(pair)
+        report.by_type[pair.type] += 1
+        report.by_origin[f"{pair.type}_{pair.origin}"] += 1
+        kept += 1

@@ -19,7 +19,7 @@ pytest.importorskip("trl")
 
 from caspo_lite.cli import app  # noqa: E402
 from caspo_lite.config import SearchSection  # noqa: E402
-from caspo_lite.demo import AFTER_STRATEGIES, mean_step_confidence, run_full_demo  # noqa: E402
+from caspo_lite.demo import AFTER_STRATEGIES, mean_step_confidence, round_effect, run_full_demo  # noqa: E402
 from caspo_lite.errors import ConfigError  # noqa: E402
 from caspo_lite.solve import DEMO_STRATEGIES  # noqa: E402
 
@@ -120,3 +120,31 @@ def test_no_train_is_the_quick_table(tiny_model: object) -> None:
     report = run_full_demo("tiny", n=1, train=False, search=SEARCH)
     assert [s.strategy for s in report.before] == list(DEMO_STRATEGIES) and not report.after
     assert report.run_dir is None and set(report.phases) == {"before"}
+
+
+def test_round_effect_states_the_measured_change_with_its_sample_size() -> None:
+    summary = {
+        "pairs/total": 30,
+        "dpo/n_heldout": 3,
+        "dpo/heldout_margin": 0.0123,
+        "dpo/heldout_reward_acc": 2 / 3,
+        "dpo/reward_margin": 0.05,
+        "dpo/reward_accuracy": 0.9,
+        "steps/n_correct": 40,
+        "steps/n_wrong": 60,
+        "steps/mean_conf_correct": 0.81,
+        "steps/mean_conf_wrong": 0.77,
+    }
+    held, train, conf = round_effect(summary)
+    assert "3 held-out pairs" in held and "+0.0123" in held and "67%" in held
+    assert "27 training pairs" in train and "+0.0500" in train
+    assert "0.810 (n=40)" in conf and "0.770 (n=60)" in conf
+    assert "fewer than 5" in round_effect({**summary, "dpo/n_heldout": 0})[0]
+    assert round_effect({}) == []
+
+
+def test_the_demo_round_reports_held_out_pairs(demo_run: tuple) -> None:
+    report, _, _ = demo_run
+    s = report.round_summary
+    assert s["dpo/n_heldout"] == (max(1, round(s["pairs/total"] * 0.1)) if s["pairs/total"] >= 5 else 0)
+    assert round_effect(s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -103,11 +104,18 @@ def test_resampled_alternatives_are_used() -> None:
         "p",
         "Q\n",
         [sol(0, S_RIGHT_UNSURE)],
-        alternatives={(0, ""): (st("2+3=8", 0.4, WRONG), S_RIGHT_UNSURE)},
+        alternatives={(0, ""): (replace(st("2+3=8", 0.4, WRONG), origin="resample"), S_RIGHT_UNSURE)},
     )
+    pairs, report = build_pairs([ps], PairRule(), FIXED)
+    assert [(p.chosen, p.rejected, p.rejected_source, p.origin) for p in pairs] == [
+        ("2+3=5\n", "2+3=8\n", "resample:0", "resample")
+    ]
+    assert report.summary()["pairs/origin_A_resample"] == 1
+    rank2 = replace(st("2+3=9", 0.3, WRONG), origin="rank2", token_ids=(7, 8))
+    ps = ProblemSamples("p", "Q\n", [sol(0, S_RIGHT_UNSURE)], alternatives={(0, ""): (rank2,)})
     pairs, _ = build_pairs([ps], PairRule(), FIXED)
-    assert [(p.chosen, p.rejected, p.rejected_source) for p in pairs] == [
-        ("2+3=5\n", "2+3=8\n", "resample:0")
+    assert [(p.rejected_source, p.origin, p.rejected_token_ids) for p in pairs] == [
+        ("rank2:0", "rank2", (7, 8))
     ]
 
 
@@ -184,3 +192,66 @@ def test_a_pair_falls_back_to_the_next_alternative_instead_of_duplicating_b() ->
         ("A", "2+3=5\n", "2+3=7\n"),
     ]
     assert report.duplicates == 0
+
+
+# Fixed samples for the mode tests: step 0 is shared; sample 0 right and sure, sample 1 right
+# and unsure, sample 2 wrong and sure, sample 3 wrong and unsure; 0 and 1 reach the answer.
+MODE_SAMPLES = ProblemSamples(
+    "p",
+    "Q\n",
+    [
+        sol(0, S_RIGHT_SURE, st("5+4=9", 0.9, CORRECT), correct=True),
+        sol(1, S_RIGHT_UNSURE, st("5+4=9", 0.3, CORRECT), correct=True),
+        sol(2, S_WRONG_SURE, correct=False),
+        sol(3, S_WRONG_UNSURE, correct=False),
+    ],
+)
+
+
+def _keys(pairs: list[Pair]) -> set[tuple[str, str, str]]:
+    return {(p.type, p.chosen, p.rejected) for p in pairs}
+
+
+def test_each_pair_mode_on_fixed_samples() -> None:
+    step, rep_step = build_pairs([MODE_SAMPLES], PairRule(mode="step"), FIXED)
+    answer, _ = build_pairs([MODE_SAMPLES], PairRule(mode="answer"), FIXED)
+    both, rep_both = build_pairs([MODE_SAMPLES], PairRule(mode="both"), FIXED)
+    nofilter, rep_nf = build_pairs([MODE_SAMPLES], PairRule(mode="step-nofilter"), FIXED)
+    # step: B for the sure wrong 2+3=6; A for the unsure right 2+3=5 vs the likeliest wrong step
+    # (the A pair's first option, vs 2+3=6, duplicates the B pair: it falls back to 2+3=7)
+    assert _keys(step) == {("B", "2+3=5\n", "2+3=6\n"), ("A", "2+3=5\n", "2+3=7\n")}
+    assert {p.type for p in answer} == {"answer"} and len(answer) == 2
+    # both = step pairs + answer pairs, nothing lost, nothing twice
+    assert _keys(both) == _keys(step) | _keys(answer)
+    assert len(both) == len({(p.prompt, p.chosen, p.rejected) for p in both})
+    assert rep_both.by_type["answer"] == 2 and rep_both.n_steps_used == rep_step.n_steps_used
+    # no filter (fixed thresholds do not apply): the sure right steps and the unsure wrong one
+    # are candidates too
+    assert rep_nf.candidates["A"] > rep_step.candidates["A"]
+    assert rep_nf.candidates["B"] > rep_step.candidates["B"]
+    assert _keys(step) <= _keys(nofilter)
+    # a sure right step and an unsure wrong one: no pair unless the filter is off
+    calm = ProblemSamples("q", "Q\n", [sol(0, S_RIGHT_SURE), sol(1, S_WRONG_UNSURE)])
+    assert build_pairs([calm], PairRule(mode="step"), FIXED)[0] == []
+    assert _keys(build_pairs([calm], PairRule(mode="step-nofilter"), FIXED)[0]) == {
+        ("B", "2+3=5\n", "2+3=7\n")
+    }
+    assert rep_nf.thresholds == Thresholds(low=float("inf"), high=float("-inf"))
+
+
+def test_pair_record_round_trip_keeps_origin_and_ids() -> None:
+    ps = ProblemSamples(
+        "p",
+        "Q\n",
+        [
+            sol(0, replace(S_RIGHT_UNSURE, token_ids=(1, 2))),
+            sol(1, replace(S_WRONG_UNSURE, token_ids=(1, 3))),
+        ],
+    )
+    (pair,), _ = build_pairs([ps], PairRule(types=("A",)), FIXED)
+    assert (pair.chosen_token_ids, pair.rejected_token_ids, pair.origin) == ((1, 2), (1, 3), "sample")
+    assert Pair.from_record(json.loads(json.dumps(pair.to_record()))) == pair
+    old = pair.to_record()
+    for key in ("origin", "chosen_token_ids", "rejected_token_ids"):
+        old.pop(key)  # a pairs.jsonl written before these fields still loads
+    assert Pair.from_record(old).origin == "sample"

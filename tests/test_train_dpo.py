@@ -197,3 +197,56 @@ def test_cuda_dpo_process_uses_the_card_and_frees_it(tiny_hf_dir: Path, tmp_path
     res = run_dpo_process(_round_dir(tmp_path), tiny_hf_dir, CFG, backend)
     assert res["steps"] == 4 and res["peak_gpu_gb"] and res["peak_gpu_gb"] > 0
     assert torch.cuda.memory_allocated() == before
+
+
+def test_heldout_split_is_stable_disjoint_and_sized() -> None:
+    from caspo_lite.train.dpo import split_heldout
+
+    pairs = _pairs(20)
+    train, held = split_heldout(pairs, 0.1)
+    assert len(held) == 2 and len(train) == 18
+    keys = {(p.prompt, p.chosen, p.rejected) for p in held}
+    assert not keys & {(p.prompt, p.chosen, p.rejected) for p in train}
+    assert split_heldout(list(reversed(pairs)), 0.1)[1] == list(reversed(held))  # order-free
+    assert split_heldout(_pairs(4), 0.1) == (_pairs(4), [])
+    assert split_heldout(pairs, 0.0) == (pairs, [])
+
+
+def test_heldout_pairs_never_reach_the_trainer(tiny_hf_dir: Path, tmp_path: Path) -> None:
+    from caspo_lite.train import dpo
+
+    pairs = _pairs(10)
+    built = dpo.build_trainer(tiny_hf_dir, pairs, tmp_path, CFG, CPU)
+    _, held = dpo.split_heldout(pairs, CFG.heldout_frac)
+    assert held and built.heldout_rows == dpo.tokenize_pairs(held, built.tokenizer, CFG.max_length)
+    trained = {
+        (tuple(r["prompt_ids"]), tuple(r["chosen_ids"]), tuple(r["rejected_ids"]))
+        for r in built.trainer.train_dataset
+    }
+    assert len(trained) == len(pairs) - len(held) == len(built.rows)
+    for r in built.heldout_rows:
+        assert (tuple(r["prompt_ids"]), tuple(r["chosen_ids"]), tuple(r["rejected_ids"])) not in trained
+    assert "ref_chosen_logps" in built.trainer.train_dataset.column_names  # the reference, precomputed once
+
+
+def test_the_sampled_ids_are_trained_not_a_retokenization(tiny_hf_dir: Path) -> None:
+    """A step sampled one character a token re-tokenizes into merged tokens (a shifted boundary):
+    the trained ids must be the sampled ones, and the difference is counted."""
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    from caspo_lite.train.dpo import tokenize_pairs
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_hf_dir))
+    pair = _pairs(1)[0]
+    sampled = [i for ch in pair.chosen for i in tok(ch, add_special_tokens=False)["input_ids"]]
+    whole = tok(pair.chosen, add_special_tokens=False)["input_ids"]
+    assert sampled != whole and tok.decode(sampled) == pair.chosen  # the case under test exists
+    pair = dataclasses.replace(pair, chosen_token_ids=tuple(sampled), rejected_token_ids=(1, 2, 3))
+    differ = [0]
+    (row,) = tokenize_pairs([pair], tok, 128, differ)
+    assert row["chosen_ids"] == sampled
+    # ids that do not decode to the text (another vocabulary): the text is tokenized instead
+    assert row["rejected_ids"] == tok(pair.rejected, add_special_tokens=False)["input_ids"]
+    assert differ == [1]

@@ -104,7 +104,9 @@ class LabelsSection:
 @dataclass
 class PairsSection:
     mode: str = _f(
-        "step", "step: confidence-filtered step pairs (CASPO); answer: whole right vs wrong solutions."
+        "step",
+        "step: confidence-filtered step pairs (CASPO); answer: whole right vs wrong solutions; "
+        "both: step + answer pairs in one DPO pass; step-nofilter: step pairs at every step.",
     )
     types: list[str] = _f(["A", "B"], "Pair types to build: A (unsure-right), B (sure-wrong).")
     low_percentile: float = _f(
@@ -117,8 +119,9 @@ class PairsSection:
     high_abs: float = _f(-1.0, "Absolute 'sure' threshold; >= 0 replaces high_percentile.")
     max_per_problem: int = _f(8, "Cap on pairs per problem (confidently-wrong B pairs first).")
     alt_samples: int = _f(
-        0,
-        "Alternative steps resampled at each A/B prefix through the engine (0 = other samples only).",
+        8,
+        "Steps sampled (one batched call) at each A/B prefix that lacks an opposite-label alternative, "
+        "then the rank-2 fallback for A (0 = other samples only).",
     )
 
     def __post_init__(self) -> None:
@@ -145,7 +148,10 @@ class DpoSection:
         "auto (unsloth on a CUDA GPU when installed, else trl), trl, unsloth. Env CASPO_LITE_BACKEND wins.",
     )
     beta: float = _f(0.1, "DPO beta (KL strength towards the previous round's policy).")
-    sft_weight: float = _f(0.0, "Weight of an SFT (NLL) term on the chosen side; 0 = pure DPO sigmoid loss.")
+    sft_weight: float = _f(
+        1.0,
+        "Weight of TRL's SFT (NLL) term on the chosen side (the RPO anchor); 0 = pure DPO sigmoid loss.",
+    )
     learning_rate: float = _f(5e-5, "LoRA learning rate.")
     epochs: float = _f(1.0, "Epochs over the round's pairs.")
     max_steps: int = _f(-1, "Stop after this many optimizer steps (-1 = by epochs).")
@@ -155,7 +161,16 @@ class DpoSection:
     lora_r: int = _f(16, "LoRA rank.")
     lora_alpha: int = _f(32, "LoRA alpha.")
     lora_dropout: float = _f(0.0, "LoRA dropout.")
-    target_modules: list[str] = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Modules LoRA adapts.")
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "Modules LoRA adapts; add 'gate_proj', 'up_proj', 'down_proj' for the MLP projections too.",
+    )
+    heldout_frac: float = _f(
+        0.1, "Share of the round's pairs never trained on: reward accuracy and margin measured on them."
+    )
+    precompute_ref: bool = _f(
+        True, "Compute the frozen reference's log-probs once before training (TRL precompute_ref_log_probs)."
+    )
     load_in_4bit: bool = _f(False, "QLoRA (unsloth backend on a GPU only).")
     gradient_checkpointing: bool = _f(False, "Trade compute for memory (worth it from ~1B parameters).")
     save_steps: int = _f(20, "Checkpoint every N steps so a killed run resumes mid-DPO.")
@@ -171,6 +186,8 @@ class DpoSection:
         _choice("dpo.backend", self.backend, ("auto", "trl", "unsloth"))
         _positive("dpo.beta", self.beta)
         _positive("dpo.sft_weight", self.sft_weight, allow_zero=True)
+        if not 0.0 <= self.heldout_frac < 0.5:
+            raise ValueError(f"dpo.heldout_frac must be in [0, 0.5), got {self.heldout_frac}")
         _positive("dpo.learning_rate", self.learning_rate)
         for name in (
             "batch_size",

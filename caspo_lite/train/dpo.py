@@ -18,6 +18,15 @@ concatenated, and **no EOS is appended** (TRL appends one to every standard-form
 completion, which for a *step* would teach the model to stop after it). `StepDPOTrainer`
 accepts such pre-tokenized rows; its `_prepare_dataset` is the same in trl 1.15 and 1.16.
 
+The chosen/rejected ids are the ids the sampler generated when the pair stored them
+(``Pair.chosen_token_ids``) and they decode to the step's text: re-tokenizing a step's text can
+merge tokens across what were two sampled tokens and shift the step boundary; the count of
+such differences is reported (``ids_retokenized_differ``).
+
+A share ``dpo.heldout_frac`` of the pairs (chosen by a hash of the pair, so the same pairs on
+every rerun) never trains: the reward accuracy and margin on them (``heldout_*``) say whether
+DPO generalises beyond the pairs it saw, which the training-pair figures cannot.
+
 Resumable: checkpoints every ``dpo.save_steps`` under ``<round>/dpo/``; a rerun continues
 from the last one (``resume_from_checkpoint``).
 """
@@ -55,15 +64,59 @@ class DpoResult:
     logs: list[dict[str, float]]
     resumed_from: str | None = None  # the checkpoint this run continued from
     peak_gpu_gb: float | None = None  # torch.cuda.max_memory_allocated of the DPO process (CUDA only)
+    n_train: int = 0  # pairs trained on
+    n_heldout: int = 0  # pairs held out (never trained)
+    heldout_margin: float | None = None  # mean margin on the held-out pairs (None: none held out)
+    heldout_reward_accuracy: float | None = None
+    ids_retokenized_differ: int = 0  # sides whose stored ids differ from re-tokenizing the text
 
 
-def tokenize_pairs(pairs: Sequence[Pair], tokenizer: Any, max_length: int) -> list[dict[str, list[int]]]:
-    """prompt/chosen/rejected ids; the prompt is cut from the left so the step always fits."""
+def split_heldout(pairs: Sequence[Pair], frac: float) -> tuple[list[Pair], list[Pair]]:
+    """(train, held-out): the ``frac`` share of pairs with the smallest hash, never trained on.
+
+    By hash of (prompt, chosen, rejected), not position, so the split is the same on a rerun
+    and does not depend on the order pairs were built in. Fewer than 5 pairs: none held out
+    (one or two held-out pairs measure nothing and cost a training pair).
+    """
+    import hashlib
+
+    n_held = max(1, round(len(pairs) * frac)) if frac > 0 and len(pairs) >= 5 else 0
+
+    def key(p: Pair) -> str:
+        return hashlib.sha256(f"{p.prompt}\0{p.chosen}\0{p.rejected}".encode()).hexdigest()
+
+    held_keys = {key(p) for p in sorted(pairs, key=key)[:n_held]}
+    train = [p for p in pairs if key(p) not in held_keys]
+    held = [p for p in pairs if key(p) in held_keys]
+    return train, held
+
+
+def completion_ids(text: str, stored: Sequence[int], tokenizer: Any) -> tuple[list[int], bool]:
+    """(ids of a step, whether re-tokenizing its text gives other ids than the stored ones).
+
+    The stored ids win when they decode back to the text (they are what the policy emitted);
+    otherwise (none stored, or another vocabulary) the text is tokenized.
+    """
+    fresh = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if stored and tokenizer.decode(list(stored)) == text:
+        return list(stored), list(stored) != fresh
+    return fresh, False
+
+
+def tokenize_pairs(
+    pairs: Sequence[Pair], tokenizer: Any, max_length: int, differ: list[int] | None = None
+) -> list[dict[str, list[int]]]:
+    """prompt/chosen/rejected ids; the prompt is cut from the left so the step always fits.
+
+    ``differ`` (a one-item list) counts the sides whose stored ids re-tokenize differently.
+    """
     rows = []
     for p in pairs:
         prompt = tokenizer(p.prompt, add_special_tokens=False)["input_ids"]
-        chosen = tokenizer(p.chosen, add_special_tokens=False)["input_ids"]
-        rejected = tokenizer(p.rejected, add_special_tokens=False)["input_ids"]
+        chosen, c_diff = completion_ids(p.chosen, p.chosen_token_ids, tokenizer)
+        rejected, r_diff = completion_ids(p.rejected, p.rejected_token_ids, tokenizer)
+        if differ is not None:
+            differ[0] += int(c_diff) + int(r_diff)
         room = max_length - max(len(chosen), len(rejected))
         if room < 1:
             chosen, rejected = chosen[: max_length // 2], rejected[: max_length // 2]
@@ -202,6 +255,8 @@ def _dpo_config(cfg: DpoSection, backend: Backend, out_dir: Path, n_pairs: int, 
         fp16=backend.fp16,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        # the frozen reference's log-probs once, before training, instead of a forward per step
+        precompute_ref_log_probs=cfg.precompute_ref,
         dataloader_num_workers=0,
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -253,6 +308,8 @@ class Built:
     tokenizer: Any
     rows: list[dict[str, list[int]]]
     logs: list[dict[str, float]]
+    heldout_rows: list[dict[str, list[int]]] = dataclasses.field(default_factory=list)
+    ids_retokenized_differ: int = 0
 
 
 def build_trainer(
@@ -276,7 +333,10 @@ def build_trainer(
 
     transformers.set_seed(cfg.seed)
     model, tokenizer = load_policy(policy_dir, cfg, backend, mods)
-    rows = tokenize_pairs(pairs, tokenizer, cfg.max_length)
+    train_pairs, held_pairs = split_heldout(pairs, cfg.heldout_frac)
+    differ = [0]
+    rows = tokenize_pairs(train_pairs, tokenizer, cfg.max_length, differ)
+    heldout_rows = tokenize_pairs(held_pairs, tokenizer, cfg.max_length, differ)
     args = _dpo_config(cfg, backend, round_dir / "dpo", len(rows), trl)
     logs: list[dict[str, float]] = []
     trainer = _trainer_class(trl)(
@@ -291,7 +351,7 @@ def build_trainer(
     drop_ref_adapter(trainer)
     # the library never prints: drop the Trainer's stdout logger (our callback reports progress)
     trainer.remove_callback(transformers.PrinterCallback)
-    return Built(trainer, tokenizer, rows, logs)
+    return Built(trainer, tokenizer, rows, logs, heldout_rows, differ[0])
 
 
 def train_dpo(
@@ -317,6 +377,7 @@ def train_dpo(
     policy = built.trainer.model
     policy.save_pretrained(str(round_dir / "adapter"))
     margins = reward_margins(policy, built.rows, cfg.beta)
+    held = reward_margins(policy, built.heldout_rows, cfg.beta) if built.heldout_rows else []
     merge_policy(policy, built.tokenizer, round_dir / "merged", backend, cfg)
     result = DpoResult(
         steps=int(output.global_step),
@@ -326,6 +387,11 @@ def train_dpo(
         logs=built.logs,
         resumed_from=Path(resume).name if resume else None,
         peak_gpu_gb=_peak_gpu_gb(),
+        n_train=len(built.rows),
+        n_heldout=len(held),
+        heldout_margin=sum(held) / len(held) if held else None,
+        heldout_reward_accuracy=sum(m > 0 for m in held) / len(held) if held else None,
+        ids_retokenized_differ=built.ids_retokenized_differ,
     )
     atomic_write_text(round_dir / "dpo_result.json", json.dumps(result.__dict__, indent=1))
     return result

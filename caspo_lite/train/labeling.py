@@ -72,7 +72,13 @@ def to_problem_samples(
                 f"{where}: problem {sample['problem_id']} solution {sol['index']}: labels do not match steps"
             )
         steps = tuple(
-            Step(st["text"], float(st["confidence"]), tuple(st["token_confidences"]), lb)
+            Step(
+                st["text"],
+                float(st["confidence"]),
+                tuple(st["token_confidences"]),
+                lb,
+                token_ids=tuple(int(t) for t in st.get("token_ids", ())),
+            )
             for st, lb in zip(sol["steps"], sol_labels, strict=True)
         )
         solutions.append(Solution(index=int(sol["index"]), steps=steps, correct=bool(sol["correct"])))

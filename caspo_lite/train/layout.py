@@ -13,6 +13,7 @@
         ledger.json                 stage ledger: {"stages": {"sample": {"done": true, ...}, ...}}
         samples.jsonl               one line per problem: prompt, N solutions, steps, per-token confidences
         labels.jsonl                one line per problem: a label per step per solution
+        alternatives.jsonl          steps resampled (or rank-2 forced) at the A/B prefixes, per problem
         pairs.jsonl                 the round's preference pairs = a step-wise dataset with confidences
         pairs_report.json           the A/B mix and what each filter dropped
         dpo/checkpoint-N/           Trainer checkpoints (resume mid-DPO); deleted once the stage is done
@@ -66,6 +67,10 @@ class RoundDir:
     @property
     def labels(self) -> Path:
         return self.root / "labels.jsonl"
+
+    @property
+    def alternatives(self) -> Path:
+        return self.root / "alternatives.jsonl"
 
     @property
     def pairs(self) -> Path:

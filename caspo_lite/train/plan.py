@@ -86,7 +86,8 @@ def plan(cfg: TrainConfig, out: Path) -> dict[str, Any]:
         "sampling_engine": cfg.sample.engine,
         "labeler": cfg.labels.labeler,
         "pairs": f"{cfg.pairs.mode} mode, types {'/'.join(cfg.pairs.types)}, "
-        f"<= {cfg.pairs.max_per_problem} per problem",
+        f"<= {cfg.pairs.max_per_problem} per problem, {cfg.pairs.alt_samples} steps resampled per "
+        "candidate prefix lacking an alternative",
         "backend": f"{backend.name} on {backend.device} ({backend.reason})",
         "model_params_m": round(shape["params"] / 1e6, 1) if shape else None,
         "memory_estimate_gb": round(memory_estimate_gb(shape, cfg, backend.device), 2) if shape else None,

@@ -249,16 +249,28 @@ def run_round(
 
         # 3. pairs ----------------------------------------------------------------------------
         if _stage(ledger, rd, "pairs", on_event):
-            if cfg.pairs.alt_samples > 0 and cfg.pairs.mode == "step":
-                from caspo_lite.train.alternatives import add_alternatives
+            from caspo_lite.pairs import STEP_MODES
+            from caspo_lite.train.alternatives import AltStats, add_alternatives
 
+            alt_stats = AltStats()
+            if cfg.pairs.alt_samples > 0 and cfg.pairs.mode in STEP_MODES:
                 problems = add_alternatives(
-                    engine_(), task, problems, samples, cfg, r, _labeler(cfg, engine_, get_labeler)
+                    engine_(),
+                    task,
+                    problems,
+                    samples,
+                    cfg,
+                    r,
+                    _labeler(cfg, engine_, get_labeler),
+                    store=rd.alternatives,
+                    sources={p.id: p for p in train},
+                    stats=alt_stats,
                 )
             pairs, report = build_pairs(problems, cfg.pairs.rule())
             text = "".join(dumps(p.to_record()) + "\n" for p in pairs)
             atomic_write_text(rd.pairs, text)
-            atomic_write_text(rd.pairs_report, json.dumps(report.summary(), indent=1))
+            full_report = {"pairs/mode": cfg.pairs.mode, **report.summary(), **alt_stats.summary()}
+            atomic_write_text(rd.pairs_report, json.dumps(full_report, indent=1))
             ledger.mark("pairs", **{k: v for k, v in report.summary().items() if k in ("pairs/A", "pairs/B")})
             on_event(TrainEvent("done", r, "pairs", info=report.summary()))
         pairs = (
@@ -306,6 +318,10 @@ def run_round(
                 reward_accuracy=res["reward_accuracy"],
                 resumed_from=res["resumed_from"],
                 peak_gpu_gb=res.get("peak_gpu_gb"),
+                n_heldout=res.get("n_heldout"),
+                heldout_margin=res.get("heldout_margin"),
+                heldout_reward_accuracy=res.get("heldout_reward_accuracy"),
+                ids_retokenized_differ=res.get("ids_retokenized_differ"),
             )
             on_event(TrainEvent("done", r, "dpo", info={"reward_margin": res["reward_margin"]}))
         dpo_info = ledger.info("dpo")
@@ -346,12 +362,17 @@ def run_round(
         },
         "dpo/reward_margin": dpo_info.get("reward_margin"),
         "dpo/reward_accuracy": dpo_info.get("reward_accuracy"),
+        "dpo/heldout_margin": dpo_info.get("heldout_margin"),
+        "dpo/heldout_reward_acc": dpo_info.get("heldout_reward_accuracy"),
+        "dpo/n_heldout": dpo_info.get("n_heldout"),
         "dpo/steps": dpo_info.get("steps"),
         "dpo/backend": dpo_info.get("backend"),
         "eval/dev_accuracy": dev_acc,
         "sample/train_accuracy": _train_accuracy(samples),
         **step_confidence_by_label(problems),
         "time/sample_s": ledger.info("sample").get("time_s"),
+        "time/alternatives_s": pair_summary.get("alt/time_s"),
+        **{k: v for k, v in pair_summary.items() if k.startswith("pairs/origin_")},
         "time/dpo_s": dpo_info.get("time_s"),
     }
     atomic_write_text(rd.summary, json.dumps(summary, indent=1))
