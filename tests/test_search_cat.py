@@ -12,7 +12,7 @@ from caspo_lite.engines.fake import SHARP, FakeEngine, ScriptPath
 from caspo_lite.search import get_strategy, run_search
 from caspo_lite.search.cat_calibration import fit_cat_thresholds
 from caspo_lite.search.events import AnswerChosen, BranchFinished, BranchPruned, BranchStarted, StepDone
-from tests.test_search_fake import PROMPT, STEPS, answer_line, search, sure, unsure
+from test_search_fake import PROMPT, STEPS, answer_line, search, sure, unsure
 
 NO_STOP = {"accept_threshold": 1.01, "consensus": 1.01}
 

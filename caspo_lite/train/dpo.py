@@ -34,9 +34,11 @@ from the last one (``resume_from_checkpoint``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +49,7 @@ from caspo_lite.errors import DataError
 from caspo_lite.pairs import Pair
 from caspo_lite.paths import atomic_write_text
 from caspo_lite.train.config import DpoSection
-from caspo_lite.train.distributed import is_main_process
+from caspo_lite.train.distributed import barrier, is_main_process, world_size
 from caspo_lite.train.ledger import fault_point
 
 log = logging.getLogger(__name__)
@@ -300,6 +302,30 @@ def last_checkpoint(ckpt_dir: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1])))
 
 
+def training_dataset(rows: list[dict[str, list[int]]], dpo_dir: Path) -> Any:
+    """The pairs as a `datasets.Dataset` every rank reads from the same files.
+
+    Why a folder under more than one process: TRL caches the precomputed reference log-probs
+    next to the dataset's own files. An in-memory dataset lives in a per-process temp folder,
+    so rank 0 would write the cache where rank 1 never looks (FileNotFoundError under
+    `accelerate launch`). Rank 0 writes the rows once, named by their hash (a resume with the
+    same pairs reuses it and its cache), and every rank loads that folder.
+    """
+    from datasets import Dataset, load_from_disk
+
+    if world_size() == 1:
+        return Dataset.from_list(rows)
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+    path = dpo_dir / f"train-dataset-{digest}"
+    if is_main_process() and not path.is_dir():
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        Dataset.from_list(rows).save_to_disk(str(tmp))
+        tmp.rename(path)
+    barrier()
+    return load_from_disk(str(path))
+
+
 @dataclass
 class Built:
     """A trainer ready to `train`, with what `train_dpo` needs after training."""
@@ -329,7 +355,6 @@ def build_trainer(
         raise DataError(f"{round_dir}: no pairs to train on (loosen pairs.low_percentile / high_percentile)")
     mods = import_training_stack(backend)
     trl, transformers = mods["trl"], mods["transformers"]
-    from datasets import Dataset
 
     transformers.set_seed(cfg.seed)
     model, tokenizer = load_policy(policy_dir, cfg, backend, mods)
@@ -343,7 +368,7 @@ def build_trainer(
         model=model,
         ref_model=None,
         args=args,
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=training_dataset(rows, round_dir / "dpo"),
         processing_class=tokenizer,
         peft_config=None,  # the model arrives with its LoRA (wrap_lora / Unsloth)
         callbacks=[_progress_callback(transformers, on_progress, logs, round_dir / "dpo_log.jsonl")],
