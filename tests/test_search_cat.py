@@ -6,13 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from test_search_fake import PROMPT, STEPS, answer_line, search, sure, unsure
 
 from caspo_lite.calibration_file import update_section
 from caspo_lite.engines.fake import SHARP, FakeEngine, ScriptPath
 from caspo_lite.search import get_strategy, run_search
 from caspo_lite.search.cat_calibration import fit_cat_thresholds
 from caspo_lite.search.events import AnswerChosen, BranchFinished, BranchPruned, BranchStarted, StepDone
-from test_search_fake import PROMPT, STEPS, answer_line, search, sure, unsure
 
 NO_STOP = {"accept_threshold": 1.01, "consensus": 1.01}
 
