@@ -6,7 +6,7 @@ seeded test problems of an arith level and prints:
 - step accuracy (all steps): of the steps the model wrote that hold an equation, the share
   the problem-aware verify labeler calls correct (`labelers.explain_solution`: arithmetic
   true, operands licensed, on a path to the gold answer); this is the calibration target
-  (30-70% at the default level, DESIGN §2);
+  (30-70% at the default level, docs/design.md §2.5);
 - step accuracy (prefix): the same labels (answer check included) over the steps up to and
   including the first wrong one, correct / labelled;
 - answer accuracy and tokens/s.

@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from quant.export import export
-from quant.quantize import format_groups
+from caspo_lite.quant.export import export
+from caspo_lite.quant.quantize import format_groups
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from caspo_lite.runs import RunDir
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -43,7 +45,6 @@ def main() -> None:
     from caspo_lite.train.alternatives import AltStats, add_alternatives
     from caspo_lite.train.config import load_train_config
     from caspo_lite.train.labeling import label_round, to_problem_samples
-    from caspo_lite.train.layout import RunDir
     from caspo_lite.train.ledger import JsonlAppender, read_jsonl
     from caspo_lite.train.problems import build_task, split_problems
     from caspo_lite.train.rounds import _labeler, _tokenizer, base_policy, open_engine

@@ -1,4 +1,4 @@
-"""Device and training backend: chosen once, logged with the reason, overridable (DESIGN §1.5).
+"""Device and training backend: chosen once, logged with the reason, overridable (docs/design.md §1.5).
 
 - ``unsloth``: a CUDA GPU is present and the ``unsloth`` extra is installed. Unsloth patches
   transformers/TRL at import time, so it MUST be imported before ``trl`` (and before

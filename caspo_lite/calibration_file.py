@@ -29,6 +29,7 @@ from typing import Any
 
 from caspo_lite.errors import ModelError
 from caspo_lite.paths import atomic_write_text, data_dir
+from caspo_lite.runs import is_round_dir, round_policy_files
 
 FORMAT = "caspo-calibration/1"
 FILE_NAME = "calibration.json"
@@ -101,7 +102,6 @@ def round_dir_of(model_ref: str | Path) -> Path | None:
         return None
     if path.name.startswith("round-"):
         return path
-    from caspo_lite.train.layout import is_round_dir
 
     rounds = sorted(
         (p for p in path.glob("round-*") if is_round_dir(p)), key=lambda p: int(p.name.split("-")[-1])
@@ -149,7 +149,7 @@ def from_gguf_metadata(meta: dict[str, Any], where: str) -> dict[str, Any] | Non
 
 def read_gguf_calibration(path: Path) -> dict[str, Any] | None:
     """The calibration in a GGUF's ``caspo.calibration.*`` keys (header walk only, milliseconds)."""
-    from quant.gguf_header import GGUFFormatError, read_header
+    from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
 
     try:
         meta = read_header(path).metadata
@@ -198,8 +198,6 @@ def locate_calibration(model_ref: str | Path) -> tuple[dict[str, Any], str] | No
 
         gguf = gguf_path(ref)
     elif ref.kind == "round" and ref.path is not None:  # only an existing GGUF: never export here
-        from caspo_lite.train.layout import round_policy_files
-
         gguf = round_policy_files(ref.path)[1]
         if gguf is None:
             return None

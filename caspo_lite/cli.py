@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from caspo_lite.errors import CaspoError
+from caspo_lite.quiet import quiet_library_warnings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,7 +71,8 @@ def _root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Keeps `caspo-lite` a command group even while it has few commands."""
+    """Keeps `caspo-lite` a command group; every command runs without dependencies' known noise."""
+    quiet_library_warnings()
 
 
 def echo_json(obj: Any) -> None:
@@ -241,7 +243,7 @@ def solve(
 @friendly
 def demo(
     model: Annotated[str, typer.Option(help="Model (and base of the CASPO round).")] = "smollm2-135m",
-    n: Annotated[int, typer.Option(help="Held-out arith problems to solve.")] = 6,
+    n: Annotated[int, typer.Option(help="Arith problems to solve, from the test split.")] = 6,
     k: Annotated[int, typer.Option("--k", help="Budget for sc and cat.")] = 6,
     max_tokens: Annotated[int, typer.Option(help="Max new tokens per path.")] = 96,
     seed: Annotated[int, typer.Option(help="Problem and sampling seed.")] = 0,
@@ -315,7 +317,7 @@ def demo(
         echo_json(demo_dict(report))
         return
     what = "before vs after one CASPO round" if train else f"CaT vs greedy vs self-consistency@{k}"
-    Console().print(render_demo_table(report, f"{what}: {n} held-out arith problems, {model}"))
+    Console().print(render_demo_table(report, f"{what}: {n} arith problems (test split), {model}"))
     for line in round_effect(report.round_summary):  # what the round measurably changed (#13)
         typer.echo(line)
     if report.run_dir is not None:
@@ -347,8 +349,8 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Export a model to GGUF (our writer + llama.cpp quantization), with provenance metadata."""
-    from quant.export import export as run_export
-    from quant.quantize import format_groups
+    from caspo_lite.quant.export import export as run_export
+    from caspo_lite.quant.quantize import format_groups
 
     def progress(item: Any) -> None:
         if not as_json:
@@ -371,7 +373,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show a GGUF's architecture, size, tensor types, context length, chat template and provenance."""
-    from quant.inspect import format_params, format_size, inspect_gguf
+    from caspo_lite.quant.inspect import format_params, format_size, inspect_gguf
 
     info = inspect_gguf(file)
     if as_json:
@@ -427,16 +429,7 @@ def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
             t = progress.tasks[tasks[key]]
             progress.update(tasks[key], completed=t.total or 1, total=t.total or 1)
         elif ev.kind == "round":
-            s = ev.info
-            progress.console.print(
-                f"[bold]round {ev.round}[/bold]: pairs {s.get('pairs/total')}"
-                f" (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
-                f" | DPO reward margin {_fmt(s.get('dpo/reward_margin'))}"
-                f" (held-out {_fmt(s.get('dpo/heldout_margin'))}, n={s.get('dpo/n_heldout')})"
-                f" | dev accuracy {_fmt(s.get('eval/dev_accuracy'))}"
-                f" | step conf correct {_fmt(s.get('steps/mean_conf_correct'))}"
-                f" vs wrong {_fmt(s.get('steps/mean_conf_wrong'))}"
-            )
+            progress.console.print(round_line(ev.round, ev.info))
         elif ev.kind == "stop":
             progress.console.print(f"early stop after round {ev.round}: {ev.info.get('reason')}")
 
@@ -445,6 +438,27 @@ def _train_renderer() -> tuple[Any, Callable[[Any], None]]:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def round_line(index: int, s: dict[str, Any]) -> str:
+    """A finished round in one line; a figure the round did not measure is left out, not 'None'."""
+    pairs = f"pairs {s.get('pairs/total')} (A {s.get('pairs/A')}, B {s.get('pairs/B')})"
+    parts = [f"[bold]round {index}[/bold]: {pairs}"]
+    if s.get("dpo/reward_margin") is not None:
+        held = ""
+        if s.get("dpo/heldout_margin") is not None:
+            held = f" (held-out {_fmt(s['dpo/heldout_margin'])}, n={s.get('dpo/n_heldout')})"
+        parts.append(f"DPO reward margin {_fmt(s['dpo/reward_margin'])}{held}")
+    if s.get("eval/dev_accuracy") is not None:
+        parts.append(f"dev accuracy {_fmt(s['eval/dev_accuracy'])}")
+    conf = [
+        f"{name} {_fmt(s[key])}"
+        for name, key in (("correct", "steps/mean_conf_correct"), ("wrong", "steps/mean_conf_wrong"))
+        if s.get(key) is not None
+    ]
+    if conf:
+        parts.append("step conf " + " vs ".join(conf))
+    return " | ".join(parts)
 
 
 @app.command()
@@ -603,8 +617,8 @@ def _eval_with_progress(events: Any) -> None:
 @friendly
 def tui_command() -> None:
     """Open the terminal app: chat, train (start/stop/resume runs), export rounds to GGUF, past runs."""
-    from tui.app import make_app
-    from tui.settings import settings_path
+    from caspo_lite.tui.app import make_app
+    from caspo_lite.tui.settings import settings_path
 
     make_app(mode="home", settings_file=settings_path()).run()
 
@@ -621,15 +635,13 @@ def chat_command(
 ) -> None:
     """Chat with a model and watch the confidence-aware search tree grow (F2 settings, Esc cancels)."""
     from caspo_lite.answer_confidence import check_abstain
-    from tui.app import make_app
-    from tui.settings import load_settings, settings_path
+    from caspo_lite.tui.app import make_app
+    from caspo_lite.tui.settings import load_settings, settings_path
 
     settings = load_settings(settings_path())  # what the user applied last time
     if abstain_below is not None:
         settings = dataclasses.replace(settings, abstain_below=check_abstain(abstain_below))
-    make_app(
-        settings, model=model, strategy=strategy, k=k, mode="chat", settings_file=settings_path()
-    ).run()
+    make_app(settings, model=model, strategy=strategy, k=k, mode="chat", settings_file=settings_path()).run()
 
 
 # --- calibrate (answer confidence -> P(correct)) ------------------------------------------------

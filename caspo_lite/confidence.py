@@ -1,4 +1,4 @@
-"""Token, step and path confidence from next-token logits (DESIGN §1.2).
+"""Token, step and path confidence from next-token logits (docs/design.md §1.2).
 
 Everything here is pure numpy on float32 and O(V) per logits row: one max, one exp into a
 reused buffer, one sum and, for entropy, one dot product. The vocabulary is never sorted

@@ -1,4 +1,4 @@
-"""`caspo-lite demo`: CaT before and after one short CASPO round, on the same held-out problems.
+"""`caspo-lite demo`: CaT before and after one short CASPO round, on the same test-split problems.
 
 Three phases, each timed: (1) greedy / self-consistency / CaT on ``n`` arith test problems with
 the base model, (2) one CASPO round from ``recipes/demo-smollm2.toml`` into a run folder (the
@@ -20,6 +20,7 @@ from typing import Any
 
 from caspo_lite.config import SearchSection
 from caspo_lite.errors import ConfigError, ExportError
+from caspo_lite.runs import RunDir, round_policy_files
 from caspo_lite.search.events import StepDone
 from caspo_lite.solve import DEMO_STRATEGIES, BatchSummary, Solved, run_demo, summary_dict
 
@@ -80,7 +81,6 @@ def demo_config(
 def check_run_folder(cfg: Any, out: Path) -> None:
     """Fail before any work when ``out`` holds a run of another config (train() would, later)."""
     from caspo_lite.train.config import to_toml
-    from caspo_lite.train.layout import RunDir
 
     run = RunDir(Path(out))
     if run.config.exists() and run.config.read_text(encoding="utf-8") != to_toml(cfg):
@@ -118,7 +118,6 @@ def run_full_demo(
         )
         return DemoReport(before, before_model=model, phases={"before": time.perf_counter() - t0})
 
-    from caspo_lite.train.layout import RunDir, round_policy_files
     from caspo_lite.train.rounds import base_policy
     from caspo_lite.train.rounds import train as run_train
 

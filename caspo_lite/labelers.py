@@ -1,4 +1,4 @@
-"""Step labels: correct / wrong / unknown for each step of a solution (DESIGN §1.3).
+"""Step labels: correct / wrong / unknown for each step of a solution (docs/design.md §1.3).
 
 `verify` (the default for maths word problems) checks every ``a op b = c`` expression a
 step writes, exactly, with `fractions.Fraction`:
@@ -847,7 +847,7 @@ def first_wrong(labels: Sequence[Label]) -> int | None:
 
 
 def cut_at_first_wrong(labels: Sequence[Label]) -> list[Label]:
-    """The labels that matter: up to and including the first wrong step (DESIGN §1.3)."""
+    """The labels that matter: up to and including the first wrong step (docs/design.md §1.3)."""
     i = first_wrong(labels)
     return list(labels) if i is None else list(labels[: i + 1])
 

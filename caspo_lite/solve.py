@@ -77,7 +77,7 @@ def question_prompt(
 
     Without a task the question gets the word-problem few-shot completion prompt (two worked
     examples, ``Answer: <number>`` last line): small models follow it far better than a chat
-    instruction (DESIGN §2, measured on SmolLM2-135M).
+    instruction (docs/design.md §2.5, measured on SmolLM2-135M).
     """
     if not question or not question.strip():
         raise ConfigError(

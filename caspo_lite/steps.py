@@ -1,4 +1,4 @@
-"""Splitting a solution into reasoning steps (DESIGN §1.1).
+"""Splitting a solution into reasoning steps (docs/design.md §1.1).
 
 A step ends at a line break (blank lines collapse). A fragment of fewer than
 ``min_step_tokens`` tokens merges into the next step, and a step is cut at

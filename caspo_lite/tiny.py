@@ -245,7 +245,7 @@ def ensure_tiny() -> TinyModel:
     """Return the cached default tiny model, building it first (~10-30 s) if absent or stale."""
     from filelock import FileLock
 
-    from quant.gguf_writer import write_gguf
+    from caspo_lite.quant.gguf_writer import write_gguf
 
     base = cache_dir()
     root = base / "tiny"

@@ -1,6 +1,6 @@
 """`caspo-lite export`: a model source -> one GGUF file per requested quant, with provenance.
 
-Pipeline: resolve the source to an HF folder (`quant.sources`; adapters are merged), write one
+Pipeline: resolve the source to an HF folder (`caspo_lite.quant.sources`; adapters are merged), write one
 lossless GGUF with our writer (f32, or f16 when f16 is asked for and f32 is not), check that
 llama.cpp tokenizes a probe text into the same ids as transformers, then quantize that file to
 each other type through llama.cpp's C API. Every file goes through a temp name and a rename, so
@@ -31,8 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import ExportError
-from quant.quantize import WRITTEN_DIRECTLY, parse_quants, quantize_file, quiet_llama, types_by_group
-from quant.sources import Source, open_source, read_config
+from caspo_lite.quant.quantize import (
+    WRITTEN_DIRECTLY,
+    parse_quants,
+    quantize_file,
+    quiet_llama,
+    types_by_group,
+)
+from caspo_lite.quant.sources import Source, open_source, read_config
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +108,7 @@ class ChatInfo:
 
 def supported_spec(cfg: dict[str, Any], where: Path) -> Any:
     """The writer's ArchSpec for this config, or a one-line ExportError pointing at the converter."""
-    from quant.gguf_writer import ARCHS
+    from caspo_lite.quant.gguf_writer import ARCHS
 
     arch = (cfg.get("architectures") or [cfg.get("model_type") or "?"])[0]
     if arch not in ARCHS:
@@ -176,8 +182,8 @@ def _add_calibration(writer: Any, src: Source) -> None:
 
 def _add_tokenizer(writer: Any, src: Source, cfg: dict[str, Any], spec: Any, pre: str | None) -> ChatInfo:
     """Copy tokenizer.* from the origin GGUF, or build it from the HF tokenizer files."""
-    from quant import gguf_writer
-    from quant.gguf_meta import add_verbatim, tokenizer_metadata
+    from caspo_lite.quant import gguf_writer
+    from caspo_lite.quant.gguf_meta import add_verbatim, tokenizer_metadata
 
     if src.tokenizer_gguf is not None and pre is None:
         entries = tokenizer_metadata(src.tokenizer_gguf)
@@ -204,7 +210,7 @@ def write_lossless(src: Source, out: Path, dtype: str, pre: str | None = None) -
     """Write the f32/f16 GGUF of `src` at `out` (temp + rename) with tokenizer and provenance keys."""
     import gguf
 
-    from quant import gguf_writer
+    from caspo_lite.quant import gguf_writer
 
     cfg = read_config(src.hf_dir)
     spec = supported_spec(cfg, src.hf_dir)
@@ -282,7 +288,7 @@ def export(
         ExportError / ModelError: bad source, unsupported architecture, tokenizer mismatch,
             quantization failure. No output file is left behind.
     """
-    from quant.ollama import write_modelfile
+    from caspo_lite.quant.ollama import write_modelfile
 
     wanted = parse_quants(quants)
     out = Path(out).expanduser()

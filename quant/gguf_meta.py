@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quant.gguf_header import _SCALARS, MAGIC, GGUFFormatError, _Cursor
+from caspo_lite.quant.gguf_header import _SCALARS, MAGIC, GGUFFormatError, _Cursor
 
 STRING, ARRAY = 8, 9
 

@@ -37,8 +37,8 @@ def inspect_gguf(path: str | Path) -> dict[str, Any]:
     """
     from gguf import GGMLQuantizationType
 
-    from quant.gguf_header import GGUFFormatError, read_header
-    from quant.quantize import types_by_group
+    from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
+    from caspo_lite.quant.quantize import types_by_group
 
     path = Path(path).expanduser()
     if not path.is_file():

@@ -129,7 +129,7 @@ def types_by_group(path: Path) -> dict[str, dict[str, int]]:
     """{group: {ggml type name: tensor count}} from the file's tensor table (read in milliseconds)."""
     from gguf import GGMLQuantizationType
 
-    from quant.gguf_header import read_header
+    from caspo_lite.quant.gguf_header import read_header
 
     groups: dict[str, Counter[str]] = defaultdict(Counter)
     for name, (_, ttype, _) in read_header(path).tensors.items():

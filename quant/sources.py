@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import ExportError, ModelError
+from caspo_lite.runs import is_round_dir
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,6 @@ def _hf_source(reference: str, kind: str, hf_dir: Path) -> Source:
 
 def _round_adapter(path: Path) -> Path | None:
     """A round (or run) folder whose adapter was never merged: its adapter folder."""
-    from caspo_lite.train.layout import is_round_dir
 
     rounds = [path] if path.name.startswith("round-") else sorted(path.glob("round-*"), key=lambda p: p.name)
     for r in reversed(rounds):

@@ -6,7 +6,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from tui.app import CaspoApp, make_app
+from caspo_lite.tui.app import CaspoApp, make_app
 
 FAKE = Path(__file__).with_name("_tui_fake_trainer.py")
 FAKE_PREFIX = (sys.executable, str(FAKE))

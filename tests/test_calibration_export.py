@@ -20,7 +20,7 @@ def llama_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_round_calibration_round_trips_through_export(llama_hf: Path, tmp_path: Path) -> None:
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     round_dir = tmp_path / "run" / "round-1"
     shutil.copytree(llama_hf, round_dir / "merged")
@@ -49,7 +49,7 @@ def test_round_calibration_round_trips_through_export(llama_hf: Path, tmp_path: 
 
 
 def test_a_model_without_calibration_exports_without_keys(llama_hf: Path, tmp_path: Path) -> None:
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     result = export(llama_hf, tmp_path / "m.gguf", "f32", verify=False)
     assert read_gguf_calibration(result.files[0].path) is None

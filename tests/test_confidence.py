@@ -1,4 +1,4 @@
-"""Confidence signals against hand-computed distributions (DESIGN §1.2)."""
+"""Confidence signals against hand-computed distributions (docs/design.md §1.2)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from caspo_lite.errors import ExportError
-from quant.gguf_header import read_header
-from quant.gguf_writer import permute_for_rope, write_gguf
+from caspo_lite.quant.gguf_header import read_header
+from caspo_lite.quant.gguf_writer import permute_for_rope, write_gguf
 
 PROMPT_MESSAGES = [{"role": "user", "content": "What is 12 + 7 - 3?"}]
 

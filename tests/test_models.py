@@ -81,7 +81,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_truncated_gguf(tiny_gguf: Path, tmp_path: Path) -> None:
-    from quant.gguf_header import read_header
+    from caspo_lite.quant.gguf_header import read_header
 
     data = tiny_gguf.read_bytes()
     header_end = read_header(tiny_gguf).data_start

@@ -49,7 +49,7 @@ def tiny(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def exported(tiny: Path) -> object:
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     return export(tiny, tiny.parent / "gguf", ["f32", "q8_0", "q4_k_m"], ollama=True)
 
@@ -80,7 +80,7 @@ def test_f32_logits_and_token_ids_match_transformers(tiny: Path, exported: objec
 
 
 def test_tied_embeddings_omit_output_and_arch_tensors_are_present(tiny: Path, exported: object) -> None:
-    from quant.gguf_header import read_header
+    from caspo_lite.quant.gguf_header import read_header
 
     cfg = json.loads((tiny / "config.json").read_text())
     header = read_header(exported.files[0].path)  # type: ignore[attr-defined]
@@ -94,8 +94,8 @@ def test_tied_embeddings_omit_output_and_arch_tensors_are_present(tiny: Path, ex
 
 
 def test_quantized_files_have_types_provenance_and_modelfile(tiny: Path, exported: object) -> None:
-    from quant.inspect import inspect_gguf
-    from quant.sources import sha256_files
+    from caspo_lite.quant.inspect import inspect_gguf
+    from caspo_lite.quant.sources import sha256_files
 
     files = {f.quant: f for f in exported.files}  # type: ignore[attr-defined]
     assert list(files) == ["f32", "q8_0", "q4_k_m"]
@@ -132,7 +132,7 @@ def test_cli_export_and_inspect(tiny: Path, tmp_path: Path) -> None:
 
 
 def test_parse_quants_accepts_lists_and_rejects_unknown() -> None:
-    from quant.quantize import parse_quants
+    from caspo_lite.quant.quantize import parse_quants
 
     assert parse_quants(["f16,Q4_K_M", "f16", "q8-0"]) == ["f16", "q4_k_m", "q8_0"]
     with pytest.raises(ExportError, match="q3_x"):
@@ -142,10 +142,10 @@ def test_parse_quants_accepts_lists_and_rejects_unknown() -> None:
 def test_failed_quantization_leaves_nothing(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import quant.quantize
-    from quant.export import export
+    import caspo_lite.quant.quantize
+    from caspo_lite.quant.export import export
 
-    monkeypatch.setattr(quant.quantize, "ftype_of", lambda q: 9999)  # llama.cpp rejects this ftype
+    monkeypatch.setattr(caspo_lite.quant.quantize, "ftype_of", lambda q: 9999)  # llama.cpp rejects this ftype
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="could not quantize"):
         export(tiny, out, ["f16", "q8_0"])
@@ -156,7 +156,7 @@ def test_failed_quantization_leaves_nothing(
 
 
 def test_training_round_folder_exports_its_merged_policy(llama_tiny: Path, tmp_path: Path) -> None:
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     shutil.copytree(llama_tiny, tmp_path / "run" / "round-1" / "merged")
     (tmp_path / "run" / "round-1" / "ledger.json").write_text('{"stages": {}}')
@@ -217,7 +217,7 @@ def test_lora_adapter_is_merged_with_base_override(llama_tiny: Path, tmp_path: P
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     model = AutoModelForCausalLM.from_pretrained(llama_tiny, dtype=torch.float32)
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
@@ -252,7 +252,7 @@ def test_lora_adapter_is_merged_with_base_override(llama_tiny: Path, tmp_path: P
 
 
 def test_modelfile_converts_a_chatml_template_with_a_default_system_prompt() -> None:
-    from quant.ollama import modelfile_text
+    from caspo_lite.quant.ollama import modelfile_text
 
     smol = (
         "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -268,7 +268,7 @@ def test_modelfile_converts_a_chatml_template_with_a_default_system_prompt() -> 
 
 
 def test_merge_dtype_is_16_bit_unless_f32_is_asked_for() -> None:
-    from quant.sources import merge_dtype
+    from caspo_lite.quant.sources import merge_dtype
 
     assert merge_dtype({"dtype": "bfloat16"}, keep_f32=False) == "bfloat16"
     assert merge_dtype({"torch_dtype": "float16"}, keep_f32=False) == "float16"
@@ -286,7 +286,7 @@ def test_adapter_merges_in_16_bit_for_f16_and_q8_0(
     import transformers
     from peft import LoraConfig, get_peft_model
 
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     model = transformers.AutoModelForCausalLM.from_pretrained(llama_tiny, dtype=torch.float32)
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))

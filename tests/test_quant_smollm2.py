@@ -47,7 +47,7 @@ def smol(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from caspo_lite.models import hf_path
-    from quant.export import export
+    from caspo_lite.quant.export import export
 
     root = tmp_path_factory.mktemp("smol")
     with pytest.MonkeyPatch.context() as mp:
@@ -139,8 +139,8 @@ def test_q4_k_m_loads_generates_and_reports_fallbacks(smol: dict) -> None:
 
 
 def test_adapter_provenance(smol: dict) -> None:
-    from quant.inspect import inspect_gguf
-    from quant.sources import sha256_files
+    from caspo_lite.quant.inspect import inspect_gguf
+    from caspo_lite.quant.sources import sha256_files
 
     prov = inspect_gguf(smol["result"].files[-1].path)["provenance"]
     assert prov["caspo_lite.source_kind"] == "adapter" and prov["caspo_lite.base"] == "smollm2-135m"
@@ -151,8 +151,8 @@ def test_adapter_provenance(smol: dict) -> None:
 def test_unmodified_export_keeps_the_original_tokenizer_metadata(
     smol: dict, smollm2_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from quant.export import export
-    from quant.gguf_meta import tokenizer_metadata
+    from caspo_lite.quant.export import export
+    from caspo_lite.quant.gguf_meta import tokenizer_metadata
 
     monkeypatch.setenv("CASPO_LITE_HOME", str(smol["view"].parent.parent))  # the home holding the view
     out = export("smollm2-135m", tmp_path / "m.gguf", "f16").files[0].path

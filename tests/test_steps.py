@@ -1,4 +1,4 @@
-"""Step segmentation on hand-made texts (DESIGN §1.1)."""
+"""Step segmentation on hand-made texts (docs/design.md §1.1)."""
 
 from __future__ import annotations
 

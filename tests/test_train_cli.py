@@ -72,3 +72,25 @@ def test_data_export_errors(tmp_path: Path) -> None:
     assert code == 2 and "pairs.jsonl:2: not UTF-8" in _error_line(out)
     code, out = _invoke("data", "export", str(rd), "--format", "parquet")
     assert code == 2 and "--format 'parquet'" in _error_line(out)
+
+
+def test_round_line_leaves_out_what_the_round_did_not_measure() -> None:
+    from caspo_lite.cli import round_line
+
+    line = round_line(0, {"pairs/total": 19, "pairs/A": 4, "pairs/B": 15, "steps/mean_conf_correct": 0.71})
+    assert "None" not in line
+    assert "dev accuracy" not in line and "DPO" not in line
+    assert "pairs 19 (A 4, B 15)" in line and "step conf correct 0.710" in line
+    full = round_line(
+        1,
+        {
+            "pairs/total": 3,
+            "pairs/A": 1,
+            "pairs/B": 2,
+            "dpo/reward_margin": 0.25,
+            "eval/dev_accuracy": 0.4,
+            "steps/mean_conf_correct": 0.7,
+            "steps/mean_conf_wrong": 0.5,
+        },
+    )
+    assert "dev accuracy 0.400" in full and "step conf correct 0.700 vs wrong 0.500" in full

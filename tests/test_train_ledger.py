@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from caspo_lite.errors import DataError
+from caspo_lite.runs import RunDir, round_policy_files
 from caspo_lite.train.config import TrainConfig
-from caspo_lite.train.layout import RunDir, round_policy_files
 from caspo_lite.train.ledger import JsonlAppender, Ledger, read_jsonl
 from caspo_lite.train.plan import memory_estimate_gb
 from caspo_lite.train.sampling import problem_seed

@@ -11,9 +11,9 @@ from _tui_script import ScriptedSource
 
 from caspo_lite.calibration import fit_answer_calibration, save_answer_calibration
 from caspo_lite.config import SearchSection
-from tui.app import make_app
-from tui.screens.chat import ChatScreen
-from tui.settings import ChatSettings
+from caspo_lite.tui.app import make_app
+from caspo_lite.tui.screens.chat import ChatScreen
+from caspo_lite.tui.settings import ChatSettings
 
 
 def calibrated_round(root: Path) -> tuple[Path, float]:

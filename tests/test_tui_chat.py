@@ -15,12 +15,12 @@ from _tui_script import MARKUP_STEP, ScriptedSource
 from caspo_lite.config import SearchSection, StepsSection
 from caspo_lite.engines.fake import FLAT, SHARP, FakeEngine, ScriptPath
 from caspo_lite.search.tree import ROOT
-from tui.app import CaspoApp, make_app
-from tui.history import load_turns
-from tui.inference import LibrarySource
-from tui.screens.chat import ChatScreen
-from tui.screens.settings import SettingsScreen
-from tui.settings import ChatSettings, load_settings
+from caspo_lite.tui.app import CaspoApp, make_app
+from caspo_lite.tui.history import load_turns
+from caspo_lite.tui.inference import LibrarySource
+from caspo_lite.tui.screens.chat import ChatScreen
+from caspo_lite.tui.screens.settings import SettingsScreen
+from caspo_lite.tui.settings import ChatSettings, load_settings
 
 SIZE = (120, 36)
 

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from caspo_lite.cli import app
-from tui.app import CaspoApp
+from caspo_lite.tui.app import CaspoApp
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_chat_rejects_bad_options_in_one_line(
 
 
 def test_the_cli_opens_with_the_settings_applied_last_time(launched: list[CaspoApp]) -> None:
-    from tui.settings import ChatSettings, save_settings, settings_path
+    from caspo_lite.tui.settings import ChatSettings, save_settings, settings_path
 
     save_settings(ChatSettings(model="tiny"), settings_path())
     result = CliRunner().invoke(app, ["chat", "--k", "3"])

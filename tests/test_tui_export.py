@@ -11,9 +11,9 @@ from pathlib import Path
 
 from _tui_train_helpers import FAKE_PREFIX, SIZE, app_on, run, until
 
-from tui.screens.chat import ChatScreen
-from tui.screens.export import FILE_LINE, QUANT_CHOICES, ExportScreen, export_command
-from tui.widgets.log_tail import LogTail
+from caspo_lite.tui.screens.chat import ChatScreen
+from caspo_lite.tui.screens.export import FILE_LINE, QUANT_CHOICES, ExportScreen, export_command
+from caspo_lite.tui.widgets.log_tail import LogTail
 
 
 def fake_run(tmp_path: Path, rounds: int = 2) -> Path:

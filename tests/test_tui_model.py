@@ -11,7 +11,7 @@ from _tui_script import MARKUP_STEP, script_events
 from caspo_lite.errors import ConfigError
 from caspo_lite.search.events import BranchStarted, StepDone, TokenGenerated
 from caspo_lite.search.tree import ROOT, SearchTree
-from tui.history import (
+from caspo_lite.tui.history import (
     Turn,
     append_turn,
     conversations,
@@ -20,10 +20,10 @@ from tui.history import (
     tree_to_dict,
     tree_to_markdown,
 )
-from tui.inference import EventBatcher, batched
-from tui.settings import ChatSettings, apply_form, model_choices
-from tui.style import confidence_color, one_line
-from tui.widgets.reasoning_tree import node_label
+from caspo_lite.tui.inference import EventBatcher, batched
+from caspo_lite.tui.settings import ChatSettings, apply_form, model_choices
+from caspo_lite.tui.style import confidence_color, one_line
+from caspo_lite.tui.widgets.reasoning_tree import node_label
 
 
 def built(k: int = 3, upto: int | None = None, markup: bool = False) -> SearchTree:

@@ -1,4 +1,4 @@
-"""Reading run folders (`tui.runs`) and the runs screen, over folders this test writes by hand."""
+"""Reading run folders (`caspo_lite.tui.runs`) and the runs screen, over folders this test writes by hand."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 from _tui_train_helpers import SIZE, app_on, run, until
 
-from tui.runs import count_lines, eta, last_error, read_run, round_seconds, run_eta
-from tui.screens.export import ExportScreen
-from tui.screens.runs import RunsScreen, started_text
-from tui.screens.train import TrainScreen
-from tui.train_process import PID_FILE, live_pid, overrides, recipe_fields
-from tui.widgets.run_progress import run_text
+from caspo_lite.tui.runs import count_lines, eta, last_error, read_run, round_seconds, run_eta
+from caspo_lite.tui.screens.export import ExportScreen
+from caspo_lite.tui.screens.runs import RunsScreen, started_text
+from caspo_lite.tui.screens.train import TrainScreen
+from caspo_lite.tui.train_process import PID_FILE, live_pid, overrides, recipe_fields
+from caspo_lite.tui.widgets.run_progress import run_text
 
 CONFIG = "[task]\nn_train = 4\nn_dev = 2\n[dpo]\nmax_steps = 6\n[rounds]\nn = 2\n"
 ALL = ("sample", "label", "pairs", "dpo", "export", "dev")
@@ -197,7 +197,7 @@ def test_dpo_log_file_wins_and_dedupes_resumed_steps(tmp_path) -> None:
     """The trainer's dpo_log.jsonl (appended, with redone steps after a resume) gives one row per step."""
     import json
 
-    from tui.runs import _dpo_log
+    from caspo_lite.tui.runs import _dpo_log
 
     rows = [
         {"loss": 0.69, "rewards/margins": 0.0, "step": 1, "max_steps": 3},
@@ -241,3 +241,18 @@ def test_round_0_of_the_demo_is_listed_and_exports(tmp_path: Path) -> None:
             await until(pilot, lambda: app.screen.query_one("#round").value == str(base), timeout_s=5)
 
     run(go())
+
+
+def test_an_early_stopped_run_is_done_by_its_record_not_its_log(tmp_path: Path) -> None:
+    from caspo_lite.runs import read_early_stop, write_early_stop
+
+    run_dir = finished_run(tmp_path)
+    (run_dir / "config.toml").write_text(CONFIG.replace("n = 2", "n = 3"))  # asked for 3, ran 2
+    (run_dir / "train.log").write_text("early stop after round 2: whatever the CLI printed\n")
+    assert read_run(run_dir).status == "stopped"  # the log's prose is not read
+    write_early_stop(run_dir, 2, "pair yield and dev accuracy stopped improving")
+    assert read_early_stop(run_dir) == {
+        "after_round": 2,
+        "reason": "pair yield and dev accuracy stopped improving",
+    }
+    assert read_run(run_dir).status == "done"

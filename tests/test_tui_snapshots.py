@@ -15,8 +15,8 @@ from _tui_script import ScriptedSource
 
 from caspo_lite.config import SearchSection
 from caspo_lite.search.tree import ROOT
-from tui.app import CaspoApp, make_app
-from tui.settings import ChatSettings
+from caspo_lite.tui.app import CaspoApp, make_app
+from caspo_lite.tui.settings import ChatSettings
 
 SIZE = (120, 34)
 DOCS_SVG = Path(__file__).resolve().parents[1] / "docs" / "tui-chat.svg"

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from _tui_train_helpers import FAKE_PREFIX, SIZE, app_on, run, until
 
-from tui.runs import ProgressRates, read_run
-from tui.screens.train import TrainScreen, field_id
-from tui.train_process import (
+from caspo_lite.tui.runs import ProgressRates, read_run
+from caspo_lite.tui.screens.train import TrainScreen, field_id
+from caspo_lite.tui.train_process import (
     LOG_FILE,
     PID_FILE,
     live_pid,
@@ -29,9 +29,9 @@ from tui.train_process import (
     stop_train,
     train_command,
 )
-from tui.widgets.log_tail import LogTail
-from tui.widgets.metric_spark import MetricSpark
-from tui.widgets.run_progress import RunProgress
+from caspo_lite.tui.widgets.log_tail import LogTail
+from caspo_lite.tui.widgets.metric_spark import MetricSpark
+from caspo_lite.tui.widgets.run_progress import RunProgress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -268,7 +268,7 @@ def test_right_after_start_the_totals_are_the_plans(tmp_path: Path) -> None:
 
 
 def test_a_stage_eta_needs_progress_seen_since_the_resume() -> None:
-    from tui.runs import RoundState, RunState, StageState
+    from caspo_lite.tui.runs import RoundState, RunState, StageState
 
     def at(done: int) -> RunState:
         stage = StageState("sample", "running", done, 80, eta_s=0.0)
@@ -315,8 +315,8 @@ def test_real_tiny_ci_start_close_resume_export_and_chat(tmp_path: Path) -> None
     killed, `caspo-lite train` resumes it (killed again at DPO step 3 by the trainer's fault hook),
     the UI resumes it to done, exports q8_0 and chats with the new GGUF."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    from tui.screens.chat import ChatScreen
-    from tui.screens.export import ExportScreen
+    from caspo_lite.tui.screens.chat import ChatScreen
+    from caspo_lite.tui.screens.export import ExportScreen
 
     recipes = tmp_path / "recipes"
     recipes.mkdir()
@@ -352,7 +352,7 @@ def test_real_tiny_ci_start_close_resume_export_and_chat(tmp_path: Path) -> None
 
     async def second() -> None:
         from caspo_lite.config import SearchSection
-        from tui.settings import ChatSettings
+        from caspo_lite.tui.settings import ChatSettings
 
         small = ChatSettings(search=SearchSection(k=2, max_tokens=32, warmup=2, seed=0))
         app = app_on(tmp_path, "train", prefix=None, settings=small)

@@ -1,1 +1,1 @@
-"""caspo-lite's Textual app: consumes the search library's event stream (see `tui.app.make_app`)."""
+"""caspo-lite's Textual app: consumes the search library's event stream (`caspo_lite.tui.app.make_app`)."""

@@ -16,13 +16,13 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from tui.inference import Clock, LibrarySource, SearchSource
-from tui.screens.chat import ChatScreen
-from tui.screens.export import ExportScreen
-from tui.screens.home import HomeScreen
-from tui.screens.runs import RunsScreen
-from tui.screens.train import TrainScreen
-from tui.settings import ChatSettings
+from caspo_lite.tui.inference import Clock, LibrarySource, SearchSource
+from caspo_lite.tui.screens.chat import ChatScreen
+from caspo_lite.tui.screens.export import ExportScreen
+from caspo_lite.tui.screens.home import HomeScreen
+from caspo_lite.tui.screens.runs import RunsScreen
+from caspo_lite.tui.screens.train import TrainScreen
+from caspo_lite.tui.settings import ChatSettings
 
 # Every screen, as the command palette (Ctrl+P) offers it: (mode, title, help).
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
@@ -75,7 +75,7 @@ class CaspoApp(App[None]):
         # training screens (issue 9): where runs and recipes are, and the `caspo-lite` command
         # they run as subprocesses (tests swap in a fake trainer)
         from caspo_lite.paths import runs_dir
-        from tui.train_process import DEFAULT_COMMAND, default_recipes_root
+        from caspo_lite.tui.train_process import DEFAULT_COMMAND, default_recipes_root
 
         self.runs_root = runs_root or runs_dir()
         self.recipes_root = recipes_root or default_recipes_root()
@@ -97,7 +97,7 @@ class CaspoApp(App[None]):
 
     def remember_settings(self, settings: ChatSettings) -> None:
         """Use ``settings`` from the next question on, and keep them for the next launch."""
-        from tui.settings import save_settings
+        from caspo_lite.tui.settings import save_settings
 
         self.settings = settings
         if self.settings_file is not None:
@@ -134,7 +134,7 @@ def make_app(
     Raises:
         ConfigError: an unknown strategy or a bad K (the CLI shows it as one line).
     """
-    from tui.settings import apply_form, load_settings
+    from caspo_lite.tui.settings import apply_form, load_settings
 
     remembered = kwargs.get("settings_file")
     if settings is None and isinstance(remembered, Path):

@@ -17,7 +17,7 @@ from typing import Protocol
 from caspo_lite.errors import CaspoError
 from caspo_lite.search.events import SearchEvent, TokenGenerated
 from caspo_lite.tasks.base import Problem, Prompt
-from tui.settings import ChatSettings
+from caspo_lite.tui.settings import ChatSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Messages the search worker posts to the chat screen (past tense, small dataclasses).
 
 The worker runs in a thread; `post_message` is thread-safe, and per-token events arrive
-already batched by time (see `tui.inference.EventBatcher`), so the UI sees a few messages a
+already batched by time (see `caspo_lite.tui.inference.EventBatcher`), so the UI sees a few messages a
 second however fast the model decodes.
 """
 

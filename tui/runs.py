@@ -2,9 +2,9 @@
 
 Why a separate, Textual-free module: the train, export and runs screens must never own a
 run. A run is a `caspo-lite train` process started in its own session, writing to its run
-folder (layout in `caspo_lite.train.layout`); the UI only *reads* that folder (ledgers,
+folder (layout in `caspo_lite.runs`); the UI only *reads* that folder (ledgers,
 ``metrics.jsonl``, ``summary.json``, sample/label line counts, the DPO checkpoint's
-``trainer_state.json``) plus the two files `tui.train_process` keeps beside it
+``trainer_state.json``) plus the two files `caspo_lite.tui.train_process` keeps beside it
 (``tui-train.json``: pid and command; ``train.log``). Nothing here writes, so polling a run
 every second can never corrupt it; every reader tolerates a file that is being written.
 """
@@ -19,8 +19,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from caspo_lite.train.layout import STAGES
-from tui.train_process import LOG_FILE, PID_FILE, live_pid
+from caspo_lite.runs import (
+    STAGES,
+    RoundDir,
+    is_round_dir,
+    read_early_stop,
+    read_json,
+    read_metrics,
+    read_stages,
+    read_summary,
+)
+from caspo_lite.tui.train_process import LOG_FILE, PID_FILE, live_pid
 
 _line_cache: dict[Path, tuple[int, int]] = {}  # path -> (bytes counted, newlines) for growing files
 
@@ -40,32 +49,6 @@ def count_lines(path: Path) -> int:
             n += fh.read(size - seen).count(b"\n")
         _line_cache[path] = (size, n)
     return n
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object, or None when absent or mid-write (a poll may race the trainer)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Round summaries from ``metrics.jsonl``; a partial last line is skipped, not fatal."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return []
-    out = []
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict) and "round" in rec:
-            out.append(rec)
-    return out
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -186,20 +169,19 @@ def _dpo_log(root: Path) -> tuple[tuple[dict[str, float], ...], int | None, int 
 def read_round(root: Path, config: dict[str, Any], now: float | None = None) -> RoundState:
     """A round folder as stages with counts and ETAs (tolerates files being written)."""
     now = time.time() if now is None else now
-    ledger = (read_json(root / "ledger.json") or {}).get("stages", {})
+    ledger = read_stages(root)
+    rd = RoundDir(root)
     task, dpo = config.get("task", {}), config.get("dpo", {})
     dpo_log, dpo_step, dpo_max = _dpo_log(root)
     counts: dict[str, tuple[int | None, int | None]] = {
-        "sample": (count_lines(root / "samples.jsonl"), task.get("n_train")),
-        "label": (count_lines(root / "labels.jsonl"), task.get("n_train")),
+        "sample": (count_lines(rd.samples), task.get("n_train")),
+        "label": (count_lines(rd.labels), task.get("n_train")),
         "dpo": (dpo_step, dpo_max or dpo.get("max_steps")),
-        "dev": (count_lines(root / "dev.jsonl"), task.get("n_dev")),
+        "dev": (count_lines(rd.dev), task.get("n_dev")),
     }
-    started = [info.get("finished_at") for info in ledger.values() if isinstance(info, dict)]
+    started = [info.get("finished_at") for info in ledger.values()]
     try:  # the round's config.toml is (re)written when a process starts (or resumes) the round
-        t_start = max(
-            [t for t in started if isinstance(t, int | float)] + [(root / "config.toml").stat().st_mtime]
-        )
+        t_start = max([t for t in started if isinstance(t, int | float)] + [rd.config.stat().st_mtime])
     except OSError:
         t_start = now
     stages, running_seen = [], False
@@ -212,11 +194,11 @@ def read_round(root: Path, config: dict[str, Any], now: float | None = None) -> 
         status = "pending" if running_seen else "running"
         running_seen = True
         stages.append(StageState(name, status, done, total, eta_s=eta(done, total, now - t_start)))
-    report = read_json(root / "pairs_report.json") or {}
+    report = read_json(rd.pairs_report) or {}
     pairs = {
         k: int(report[f"pairs/{k}"]) for k in ("total", "A", "B") if isinstance(report.get(f"pairs/{k}"), int)
     }
-    summary = read_json(root / "summary.json")
+    summary = read_summary(root)
     dev = ledger.get("dev", {}).get("accuracy") if isinstance(ledger.get("dev"), dict) else None
     margin = ledger.get("dpo", {}).get("reward_margin") if isinstance(ledger.get("dpo"), dict) else None
     if margin is None and dpo_log:
@@ -284,14 +266,14 @@ def read_run(root: Path, now: float | None = None) -> RunState:
     now = time.time() if now is None else now
     config = read_config(root / "config.toml")
     rounds = tuple(read_round(p, config, now) for p in _round_dirs(root))
-    metrics = tuple(read_metrics(root / "metrics.jsonl"))
+    metrics = tuple(read_metrics(root))
     n_rounds = int(config.get("rounds", {}).get("n", len(rounds)) or len(rounds))
     pid = live_pid(root)
     error = None
     finished = bool(rounds) and all(r.finished for r in rounds)
     if pid is not None:
         status = "running"
-    elif finished and (len(metrics) >= n_rounds or _early_stopped(root)):
+    elif finished and (len(metrics) >= n_rounds or read_early_stop(root) is not None):
         status = "done"
     elif not rounds and not (root / PID_FILE).exists():
         status = "new"
@@ -329,17 +311,9 @@ def started_at(root: Path) -> float | None:
     return None
 
 
-def _early_stopped(root: Path) -> bool:
-    """The trainer stopped early on purpose (the CLI logs 'early stop after round N')."""
-    return any(line.startswith("early stop after round") for line in tail(root / LOG_FILE))
-
-
 def round_seconds(rd: RoundState) -> float | None:
     """How long a finished round took: first to last stage stamp, plus the first stage's own time."""
-    ledger = (read_json(rd.root / "ledger.json") or {}).get("stages", {})
-    infos = [
-        v for v in ledger.values() if isinstance(v, dict) and isinstance(v.get("finished_at"), int | float)
-    ]
+    infos = [v for v in read_stages(rd.root).values() if isinstance(v.get("finished_at"), int | float)]
     if not infos:
         return None
     first = min(infos, key=lambda v: v["finished_at"])
@@ -385,8 +359,6 @@ def list_runs(runs_root: Path) -> list[RunState]:
 def finished_rounds(runs_root: Path) -> list[Path]:
     """Round folders with a policy (merged weights or a policy GGUF), round 0 included: what can
     be exported."""
-    from caspo_lite.train.layout import is_round_dir
-
     out = []
     for run in list_runs(runs_root):
         rounds = ([run.base] if run.base is not None else []) + [r.root for r in run.rounds]

@@ -1,4 +1,4 @@
-"""llama.cpp engine: batched multi-sequence decoding with KV forks (DESIGN §1.6, notes §1.4).
+"""llama.cpp engine: batched multi-sequence decoding with KV forks (docs/design.md §1.6, notes §1.4).
 
 Why the low-level API: the high-level `Llama` context holds one sequence and keeps no logits
 unless ``logits_all`` (which costs n_ctx x V floats). Here the model is loaded once and one

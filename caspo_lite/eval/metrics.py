@@ -1,4 +1,4 @@
-"""Evaluation metrics as pure functions (DESIGN §1.7).
+"""Evaluation metrics as pure functions (docs/design.md §1.7).
 
 Every function takes plain sequences (or numpy arrays) and returns a `Metric`: a value, or
 ``None`` with the reason it is undefined (no samples, one class only, a confidence outside
@@ -283,7 +283,7 @@ def mean_by_label(
 
 
 def usable_steps(labels: Sequence[str]) -> int:
-    """How many leading steps count: up to and including the first wrong one (DESIGN §1.3)."""
+    """How many leading steps count: up to and including the first wrong one (docs/design.md §1.3)."""
     for i, lab in enumerate(labels):
         if lab == STEP_WRONG:
             return i + 1

@@ -4,7 +4,7 @@ The search streams tokens (with `TokenStats` when it records all signals) and cl
 with `StepDone`; a forked branch (CaT) continues its parent's path, so its steps are the
 parent's steps at the fork plus its own. This module replays that stream through the
 library's one tree model (`SearchTree`) into one list of `StepTrace` per finished branch,
-from which evaluation scores each signal at step level (DESIGN §1.2: step confidence =
+from which evaluation scores each signal at step level (docs/design.md §1.2: step confidence =
 geometric mean of the step's token confidences).
 
 Each closed step carries its tree node (``node``: the branch that wrote it and its index), so a

@@ -1,4 +1,4 @@
-"""CaT — Confidence-aware Thought: a confidence-pruned tree search at step granularity (DESIGN §1.6).
+"""CaT — Confidence-aware Thought: a confidence-pruned tree search at step granularity (docs/design.md §1.6).
 
 1. The prompt is decoded once; ``min(k, beam_width)`` root paths fork from it at once, so the
    first decode already fills the batch self-consistency would use.

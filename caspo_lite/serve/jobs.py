@@ -133,7 +133,7 @@ def chat_job(req: ChatRequest, defaults: ServeDefaults, limits: ServeLimits) -> 
     """A chat request as a search job.
 
     Default prompt: the last user message as a question in the few-shot completion prompt that
-    `solve` uses (small models follow it far better than a chat instruction, DESIGN §2);
+    `solve` uses (small models follow it far better than a chat instruction, docs/design.md §2.5);
     ``caspo.prompt_style = "chat"`` renders all messages through the model's chat template.
     """
     from caspo_lite.solve import question_prompt

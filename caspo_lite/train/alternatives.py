@@ -12,7 +12,7 @@ step with the label it needs, this module:
    candidate at the prefix has its own step with the label it needs (origin ``resample``);
 3. for an A candidate (correct, unsure) still without a wrong alternative: forces the
    rank-2 token at the step's least confident *content* position, completes the step
-   greedily and labels it (origin ``rank2``: the second most probable token, DESIGN §1.4).
+   greedily and labels it (origin ``rank2``: the second most probable token, docs/design.md §1.4).
    Content = a token with a letter or digit: the least confident token of a step is most
    often its line end or a space, and swapping those yields the same step in other clothes.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from caspo_lite.errors import DataError
 from caspo_lite.paths import atomic_write_text
-from caspo_lite.train.layout import RoundDir, is_round_dir
+from caspo_lite.runs import RoundDir, is_round_dir
 from caspo_lite.train.ledger import dumps, read_jsonl
 
 FORMATS = ("jsonl", "hf")

@@ -1,4 +1,4 @@
-"""One round of DPO on the round's pairs, with the previous round's policy as reference (DESIGN §1.5).
+"""One round of DPO on the round's pairs, with the previous round's policy as reference (docs/design.md §1.5).
 
 The policy entering round r is a plain HF folder (the base model, or round r-1's merged
 weights). A fresh LoRA goes on top (`wrap_lora`, the same call for both backends), and

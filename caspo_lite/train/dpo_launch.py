@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import BackendUnavailable, CaspoError, ConfigError
+from caspo_lite.quiet import quiet_library_warnings
+from caspo_lite.runs import RoundDir
 
 
 def launch_command(
@@ -85,7 +87,6 @@ def main(argv: list[str] | None = None) -> None:
     from caspo_lite.pairs import Pair
     from caspo_lite.train.config import load_train_config
     from caspo_lite.train.dpo import train_dpo
-    from caspo_lite.train.layout import RoundDir
     from caspo_lite.train.ledger import read_jsonl
 
     ap = argparse.ArgumentParser(description="one rank of a round's DPO (started by accelerate launch)")
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--policy", type=Path, required=True)
     ap.add_argument("--backend", default="trl")
     args = ap.parse_args(argv)
+    quiet_library_warnings()
     rd = RoundDir(args.round)
     cfg = load_train_config(rd.config)
     pairs = (

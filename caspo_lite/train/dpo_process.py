@@ -35,6 +35,8 @@ from typing import Any
 from caspo_lite import errors
 from caspo_lite.backend import Backend
 from caspo_lite.paths import atomic_write_text
+from caspo_lite.quiet import quiet_library_warnings
+from caspo_lite.runs import RoundDir
 from caspo_lite.train.config import DpoSection
 from caspo_lite.train.ledger import FAULT_ENV
 
@@ -197,7 +199,6 @@ def child_main(round_dir: Path, progress_fd: int | None) -> int:
         hf_logging.disable_progress_bar()
         from caspo_lite.pairs import Pair
         from caspo_lite.train.dpo import train_dpo
-        from caspo_lite.train.layout import RoundDir
         from caspo_lite.train.ledger import read_jsonl
 
         rd = RoundDir(round_dir)
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     _die_with_parent(args.parent_pid)
+    quiet_library_warnings()
     return child_main(args.round_dir, args.progress_fd)
 
 

@@ -1,4 +1,4 @@
-"""Model-based step labelers (DESIGN §1.3): ``rollout`` (Math-Shepherd) and ``judge`` (an LLM judge).
+"""Model-based step labelers (docs/design.md §1.3): ``rollout`` (Math-Shepherd) and ``judge`` (an LLM judge).
 
 Both follow the `caspo_lite.labelers.Labeler` protocol and are registered there under their
 names when this module is imported (`register`). They need an engine, so they are built by
@@ -48,9 +48,7 @@ def _run(
 
     ``sampling`` carries temperature, top_p, seed and max_tokens, as the factory reads them.
     """
-    runner = build_runner(
-        engine, Prompt(text=text, stop=stop), task.extract_answer, n, sampling, rule=rule
-    )
+    runner = build_runner(engine, Prompt(text=text, stop=stop), task.extract_answer, n, sampling, rule=rule)
     runner.open()
     out: list[str] = []
     try:
@@ -125,9 +123,7 @@ class RolloutLabeler:
                     seed=problem_seed(self.seed, problem.id, i),
                     max_tokens=self.max_tokens,
                 )
-                texts = _run(
-                    self.engine, base + prefix, self.k, sampling, task, self.rule, stop
-                )
+                texts = _run(self.engine, base + prefix, self.k, sampling, task, self.rule, stop)
                 self.rollouts += len(texts)
                 hits = sum(task.grade(task.extract_answer(prefix + t), problem.answer) for t in texts)
                 self.cache[key] = hits >= self.min_frac * self.k

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.runs import STAGES, RunDir
 from caspo_lite.train.config import TrainConfig
-from caspo_lite.train.layout import STAGES, RunDir
 
 
 def _model_shape(hf_dir: Path | None) -> dict[str, int] | None:

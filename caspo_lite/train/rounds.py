@@ -1,4 +1,4 @@
-"""The iterative CASPO loop (DESIGN §1.5): per round sample -> label -> pairs -> DPO -> export -> dev.
+"""The iterative CASPO loop (docs/design.md §1.5): per round sample -> label -> pairs -> DPO -> export -> dev.
 
 This is the one top-level loop of ``caspo-lite train`` and reads top to bottom. Every stage
 checks the round's ledger first, so a rerun of the same command after Ctrl-C or ``kill -9``
@@ -21,8 +21,8 @@ from typing import Any
 from caspo_lite.backend import Backend
 from caspo_lite.errors import ConfigError, DataError, ExportError
 from caspo_lite.paths import atomic_write_text
+from caspo_lite.runs import RoundDir, RunDir, write_early_stop
 from caspo_lite.train.config import TrainConfig, to_toml
-from caspo_lite.train.layout import RoundDir, RunDir
 from caspo_lite.train.ledger import JsonlAppender, Ledger, dumps, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def export_gguf(hf_dir: Path, out: Path, dtype: str) -> Path | None:
     if out.is_file():
         return out
     try:
-        from quant.gguf_writer import write_gguf
+        from caspo_lite.quant.gguf_writer import write_gguf
 
         return write_gguf(hf_dir, out, dtype=dtype)
     except ImportError as exc:  # the gguf package is absent (a GPU box sampling with transformers)
@@ -109,7 +109,7 @@ def _llama_cpp_gpu() -> bool | None:
 
 
 def choose_engine(cfg: TrainConfig, policy: Policy, device: str | None = None) -> EngineChoice:
-    """Pick the sampler once per engine load and say why (DESIGN §1.5; issue #14).
+    """Pick the sampler once per engine load and say why (docs/design.md §1.5; issue #14).
 
     - CUDA (or Apple) GPU + a GPU build of llama-cpp-python + a GGUF of the policy: llama.cpp
       with every layer offloaded (the same lossless per-round GGUF the CPU path uses).
@@ -430,7 +430,10 @@ def train(cfg: TrainConfig, out: Path, on_event: EventFn = _noop) -> list[dict[s
     from caspo_lite.train.problems import build_task, split_problems
 
     run = RunDir(Path(out))
-    run.root.mkdir(parents=True, exist_ok=True)
+    try:
+        run.root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--out {out}: a file is in the way of the run folder; pass a folder") from None
     resolved = to_toml(cfg)
     if run.config.exists() and run.config.read_text(encoding="utf-8") != resolved:
         raise ConfigError(
@@ -443,6 +446,7 @@ def train(cfg: TrainConfig, out: Path, on_event: EventFn = _noop) -> list[dict[s
     policy = base_policy(cfg, run)
     history: list[dict[str, Any]] = []
     done_rounds = _logged_rounds(run)
+    run.early_stop.unlink(missing_ok=True)  # a resumed run decides again
     for r in range(1, cfg.rounds.n + 1):
         policy, summary = run_round(cfg, run, r, policy, task, train_set, dev, on_event, backend)
         history.append(summary)
@@ -451,7 +455,9 @@ def train(cfg: TrainConfig, out: Path, on_event: EventFn = _noop) -> list[dict[s
                 fh.write(dumps(summary) + "\n")
         on_event(TrainEvent("round", r, info=summary))
         if cfg.rounds.early_stop and not _improved(history, cfg.rounds.patience):
-            on_event(TrainEvent("stop", r, info={"reason": "pair yield and dev accuracy stopped improving"}))
+            reason = "pair yield and dev accuracy stopped improving"
+            write_early_stop(run.root, r, reason)
+            on_event(TrainEvent("stop", r, info={"reason": reason}))
             break
     return history
 

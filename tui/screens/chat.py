@@ -25,17 +25,17 @@ from caspo_lite.answer_confidence import AnswerConfidence, confidence_from_event
 from caspo_lite.errors import CaspoError
 from caspo_lite.search.events import AnswerChosen, SearchEvent
 from caspo_lite.search.tree import ROOT, SearchTree
-from tui.history import Turn, append_turn, export_tree
-from tui.inference import EventBatcher, prepare
-from tui.messages import SearchEnded, SearchProgressed, SearchStarted
-from tui.settings import ChatSettings
-from tui.widgets.conversation import ConversationView, answer_markdown
-from tui.widgets.reasoning_tree import ReasoningTree
-from tui.widgets.status_bar import SearchStatus, StatusBar
-from tui.widgets.token_view import TokenView
+from caspo_lite.tui.history import Turn, append_turn, export_tree
+from caspo_lite.tui.inference import EventBatcher, prepare
+from caspo_lite.tui.messages import SearchEnded, SearchProgressed, SearchStarted
+from caspo_lite.tui.settings import ChatSettings
+from caspo_lite.tui.widgets.conversation import ConversationView, answer_markdown
+from caspo_lite.tui.widgets.reasoning_tree import ReasoningTree
+from caspo_lite.tui.widgets.status_bar import SearchStatus, StatusBar
+from caspo_lite.tui.widgets.token_view import TokenView
 
 if TYPE_CHECKING:
-    from tui.app import CaspoApp
+    from caspo_lite.tui.app import CaspoApp
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +323,7 @@ class ChatScreen(Screen[None]):
         self.app.switch_mode("home")
 
     def action_settings(self) -> None:
-        from tui.screens.settings import SettingsScreen
+        from caspo_lite.tui.screens.settings import SettingsScreen
 
         def applied(new: ChatSettings | None) -> None:
             if new is not None:
@@ -336,7 +336,7 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(SettingsScreen(self.caspo.settings), applied)
 
     def action_history(self) -> None:
-        from tui.screens.history import HistoryScreen
+        from caspo_lite.tui.screens.history import HistoryScreen
 
         def chosen(turns: list[Turn] | None) -> None:
             if turns:

@@ -22,12 +22,12 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, ProgressBar, Select, Static
 
-from tui.runs import finished_rounds
-from tui.widgets.log_tail import LogTail
-from tui.widgets.tick_list import TickList
+from caspo_lite.tui.runs import finished_rounds
+from caspo_lite.tui.widgets.log_tail import LogTail
+from caspo_lite.tui.widgets.tick_list import TickList
 
 if TYPE_CHECKING:
-    from tui.app import CaspoApp
+    from caspo_lite.tui.app import CaspoApp
 
 QUANT_CHOICES = ("q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0", "f16", "bf16", "f32")
 FILE_LINE = re.compile(r"^(?P<path>.+\.gguf)\s{2}(?P<quant>\S+)\s{2}")
@@ -176,7 +176,7 @@ class ExportScreen(Screen[None]):
         if not self.files:
             self.notify("Export a round first.")
             return
-        from tui.settings import apply_form
+        from caspo_lite.tui.settings import apply_form
 
         self.caspo.settings = apply_form(self.caspo.settings, {"model": str(self.files[0])})
         chat = self.caspo.chat  # a new chat screen reads the settings when it is composed

@@ -14,8 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui.history import Turn, conversations, load_turns
-from tui.style import one_line
+from caspo_lite.tui.history import Turn, conversations, load_turns
+from caspo_lite.tui.style import one_line
 
 
 def conversation_label(turns: list[Turn]) -> Text:

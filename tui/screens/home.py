@@ -1,6 +1,6 @@
 """The start screen of `caspo-lite tui`: where each part of the app is reached from.
 
-Each entry is a mode of `tui.app.CaspoApp.MODES` (chat, train, export, runs); a new screen
+Each entry is a mode of `caspo_lite.tui.app.CaspoApp.MODES` (chat, train, export, runs); a new screen
 adds its mode there and a line below.
 """
 

@@ -18,11 +18,12 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui.runs import RoundState, RunState, list_runs
-from tui.widgets.run_progress import STATUS_STYLE
+from caspo_lite.runs import is_round_dir
+from caspo_lite.tui.runs import RoundState, RunState, list_runs
+from caspo_lite.tui.widgets.run_progress import STATUS_STYLE
 
 if TYPE_CHECKING:
-    from tui.app import CaspoApp
+    from caspo_lite.tui.app import CaspoApp
 
 COLUMNS = (
     "run",
@@ -172,8 +173,6 @@ class RunsScreen(Screen[None]):
         run = next(r for r in self.runs if r.root == hit[0])
         rd = next((r for r in run.rounds if r.root == hit[1]), None)
         if rd is None:  # round 0: the starting policy, exportable when it has weights
-            from caspo_lite.train.layout import is_round_dir
-
             if not is_round_dir(hit[1]):
                 self.notify("round 0 has no weights to export.", severity="warning")
                 return

@@ -1,7 +1,7 @@
 """Settings: strategy, budget and thresholds, temperature, confidence signal, model.
 
 A modal over the chat screen. Apply (Ctrl+S or the button) validates the form through
-`tui.settings.apply_form` — the library's own config checks — and hands the new settings
+`caspo_lite.tui.settings.apply_form` — the library's own config checks — and hands the new settings
 back; they apply to the next question. A bad value leaves the screen open with one line
 saying which field and why.
 """
@@ -18,7 +18,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from caspo_lite.config import SearchSection, help_for
 from caspo_lite.errors import CaspoError
-from tui.settings import (
+from caspo_lite.tui.settings import (
     SEARCH_FIELDS,
     ChatSettings,
     apply_form,

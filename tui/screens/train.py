@@ -2,7 +2,7 @@
 
 Training is never run inside the UI. Start runs ``caspo-lite train --dry-run`` (the plan and
 memory estimate, or the recipe's error as one line), then starts ``caspo-lite train`` as a
-subprocess in its own session (`tui.runs.start_train`). From then on the screen only polls
+subprocess in its own session (`caspo_lite.tui.runs.start_train`). From then on the screen only polls
 the run folder (`set_interval`), so quitting the app leaves the run going, and opening the
 screen on that folder again attaches to it (a pid file plus ``os.kill(pid, 0)``). Stop sends
 SIGINT; Resume starts the same command again and the trainer continues at the first
@@ -25,8 +25,8 @@ from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Select, Static
 
 from caspo_lite.errors import CaspoError
-from tui.runs import ProgressRates, RunState, read_config, read_run, tail
-from tui.train_process import (
+from caspo_lite.tui.runs import ProgressRates, RunState, read_config, read_run, tail
+from caspo_lite.tui.train_process import (
     LOG_FILE,
     MAIN_FIELDS,
     dry_run,
@@ -39,12 +39,12 @@ from tui.train_process import (
     stop_train,
     train_command,
 )
-from tui.widgets.log_tail import LogTail
-from tui.widgets.metric_spark import MetricSpark
-from tui.widgets.run_progress import RunProgress
+from caspo_lite.tui.widgets.log_tail import LogTail
+from caspo_lite.tui.widgets.metric_spark import MetricSpark
+from caspo_lite.tui.widgets.run_progress import RunProgress
 
 if TYPE_CHECKING:
-    from tui.app import CaspoApp
+    from caspo_lite.tui.app import CaspoApp
 
 FILL_AFTER_S = 0.8  # a pause in typing the run folder this long fills the form from its run
 PLAN_HINT = "Pick a recipe; Start shows its plan, then trains."

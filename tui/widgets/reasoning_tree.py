@@ -14,7 +14,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from caspo_lite.search.tree import ROOT, SearchTree, StepNode
-from tui.style import confidence_badge, one_line
+from caspo_lite.tui.style import confidence_badge, one_line
 
 
 def node_label(tree: SearchTree, node: StepNode, signal: str = "entropy") -> Text:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.runs import RoundState, RunState, StageState
+from caspo_lite.tui.runs import RoundState, RunState, StageState
 
 MARKS = {"done": ("✓", "green"), "running": ("▶", "bold yellow"), "pending": ("·", "dim")}
 RESUME_KEY = "F9"  # the train screen's Resume key, named where a stopped run says how to go on

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from caspo_lite.search.tree import ROOT, SearchTree
-from tui.style import token_heatmap
+from caspo_lite.tui.style import token_heatmap
 
 
 class TokenView(Static):

@@ -1,10 +1,15 @@
-"""Where a training run keeps everything: one folder per run, one sub-folder per round.
+"""The run folder as a format: where a training run keeps everything, and how to read it.
+
+Why a low-floor module: the trainer writes these folders, and the model resolver, the
+exporter and the TUI read them. Putting the names and the readers here (not in `train/`)
+means nobody imports the trainer to find a file, and nobody spells ``ledger.json`` twice.
 
 ::
 
     runs/NAME/                      the run (``caspo-lite train --out runs/NAME``)
       config.toml                   the fully resolved config of the run (recipe + --set)
       metrics.jsonl                 one JSON object per round summary (and per stage), appended
+      early_stop.json               why the trainer stopped before rounds.n (absent otherwise)
       round-0/                      the starting policy (only when it has to be materialised)
         merged/                     HF folder of the base model (a GGUF-only model is dequantized here)
         policy-f32.gguf             its lossless GGUF for llama.cpp sampling (f32 or f16)
@@ -38,10 +43,18 @@ llama.cpp file (`round_policy_files`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from caspo_lite.paths import atomic_write_text
 
 STAGES = ("sample", "label", "pairs", "dpo", "export", "dev")
+LEDGER_FILE = "ledger.json"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+EARLY_STOP_FILE = "early_stop.json"
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ class RoundDir:
 
     @property
     def ledger(self) -> Path:
-        return self.root / "ledger.json"
+        return self.root / LEDGER_FILE
 
     @property
     def samples(self) -> Path:
@@ -94,7 +107,7 @@ class RoundDir:
 
     @property
     def summary(self) -> Path:
-        return self.root / "summary.json"
+        return self.root / SUMMARY_FILE
 
     def gguf(self, dtype: str = "f32") -> Path:
         return self.root / f"policy-{dtype}.gguf"
@@ -110,7 +123,11 @@ class RunDir:
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
+        return self.root / METRICS_FILE
+
+    @property
+    def early_stop(self) -> Path:
+        return self.root / EARLY_STOP_FILE
 
     def round(self, r: int) -> RoundDir:
         return RoundDir(self.root / f"round-{r}")
@@ -145,3 +162,55 @@ def round_policy_files(path: Path) -> tuple[Path | None, Path | None]:
         (path / f"policy-{d}.gguf" for d in ("f32", "f16") if (path / f"policy-{d}.gguf").exists()), None
     )
     return hf, gguf
+
+
+# -- readers: every one tolerates a file that is absent or being written (the TUI polls live runs)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object, or None when absent or mid-write (a poll may race the trainer)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_stages(round_dir: Path) -> dict[str, dict[str, Any]]:
+    """The round's ledger as ``{stage: {"done": bool, "time_s": ..., ...}}`` ({} before it exists)."""
+    stages = (read_json(RoundDir(Path(round_dir)).ledger) or {}).get("stages", {})
+    return {k: v for k, v in stages.items() if isinstance(v, dict)} if isinstance(stages, dict) else {}
+
+
+def read_summary(round_dir: Path) -> dict[str, Any] | None:
+    """The round summary the trainer writes when a round finishes (None before)."""
+    return read_json(RoundDir(Path(round_dir)).summary)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Round summaries from ``metrics.jsonl``; a partial last line is skipped, not fatal."""
+    try:
+        lines = RunDir(Path(run_dir)).metrics.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and "round" in rec:
+            out.append(rec)
+    return out
+
+
+def write_early_stop(run_dir: Path, after_round: int, reason: str) -> None:
+    """Record that the trainer stopped on purpose (readers need not parse its log)."""
+    record = {"after_round": int(after_round), "reason": reason}
+    atomic_write_text(RunDir(Path(run_dir)).early_stop, json.dumps(record) + "\n")
+
+
+def read_early_stop(run_dir: Path) -> dict[str, Any] | None:
+    """``{"after_round": N, "reason": ...}`` when the run stopped early, else None."""
+    record = read_json(RunDir(Path(run_dir)).early_stop)
+    return record if record and isinstance(record.get("after_round"), int) else None
