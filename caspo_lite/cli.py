@@ -517,6 +517,15 @@ def eval_cmd(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model reference; repeat for several.")],
     task: Annotated[str, typer.Option(help="Task: arith, gsm8k, math500, svamp, ..., jsonl.")] = "arith",
     data: Annotated[Path | None, typer.Option("--data", help="Task data file (JSONL tasks).")] = None,
+    level: Annotated[
+        str | None, typer.Option(help="arith difficulty level (default, medium, hard, ...).")
+    ] = None,
+    prompt_style: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt format: chat, fewshot, fewshot-train (word problems); default: the task's."
+        ),
+    ] = None,
     strategies: Annotated[str, typer.Option(help="Comma-separated: greedy,sc,bon,deepconf,cat.")] = (
         "greedy,sc,bon,deepconf,cat"
     ),
@@ -547,6 +556,8 @@ def eval_cmd(
         models=model,
         task=task,
         task_path=str(data) if data else None,
+        level=level,
+        prompt_style=prompt_style,
         strategies=[s.strip() for s in strategies.split(",") if s.strip()],
         out=out,
         k=k,

@@ -35,7 +35,20 @@ OPTIONAL_STRATEGIES: tuple[str, ...] = ("cat-verify",)  # only when asked, repor
 RECORDS_FILE = "problems.jsonl"
 CONFIG_FILE = "eval_config.json"
 # Settings that must match for a resumed eval to continue the same experiment.
-_RESUME_KEYS = ("task", "task_path", "k", "n", "seed", "split", "engine", "search", "confidence", "steps")
+_RESUME_KEYS = (
+    "task",
+    "task_path",
+    "level",
+    "prompt_style",
+    "k",
+    "n",
+    "seed",
+    "split",
+    "engine",
+    "search",
+    "confidence",
+    "steps",
+)
 
 
 @dataclass
@@ -47,6 +60,8 @@ class EvalSpec:
     strategies: list[str]
     out: Path
     task_path: str | None = None
+    level: str | None = None  # arith only; None: the default level
+    prompt_style: str | None = None  # None: the task's own prompt format
     k: int = 8
     n: int | None = 200
     seed: int = 0
@@ -80,6 +95,8 @@ class EvalSpec:
         return {
             "task": self.task,
             "task_path": self.task_path,
+            "level": self.level,
+            "prompt_style": self.prompt_style,
             "k": self.k,
             "n": self.n,
             "seed": self.seed,
@@ -343,9 +360,11 @@ def iter_eval(
 ) -> Iterator[EvalEvent]:
     """Evaluate every model x strategy x problem not yet in ``problems.jsonl``; yield progress."""
     from caspo_lite.search import get_strategy, run_search
-    from caspo_lite.tasks import get_task
+    from caspo_lite.tasks import configured_task
 
-    task = get_task(spec.task, path=spec.task_path or None)
+    task = configured_task(
+        spec.task, spec.task_path or None, level=spec.level, prompt_style=spec.prompt_style
+    )
     problems = task.load(n=spec.n, seed=spec.seed, split=spec.split)
     if not problems:
         raise DataError(f"task {spec.task!r} has no problems in split {spec.split!r}")

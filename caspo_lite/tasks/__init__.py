@@ -52,4 +52,29 @@ def get_task(name: str, path: str | None = None, **options: Any) -> Task:
         raise ConfigError(f"task '{name}': {exc}") from None
 
 
-__all__ = ["TASK_NAMES", "Problem", "Prompt", "Task", "get_task"]
+def configured_task(
+    name: str, path: str | None = None, level: str | None = None, prompt_style: str | None = None
+) -> Task:
+    """A task as a recipe or an eval names it: ``level`` (arith only) and a prompt style.
+
+    One place for what train and eval both do, so a round's dev figures and an eval of the same
+    task and style see the same prompt. ``None`` keeps the task's own default.
+    """
+    if name == "arith":
+        from dataclasses import replace
+
+        from caspo_lite.tasks.arith import PROMPTS, get_level
+
+        chosen = get_level(level or "default")
+        if prompt_style is not None:
+            if prompt_style not in PROMPTS:
+                raise ConfigError(f"task 'arith': prompt style must be one of {', '.join(PROMPTS)}")
+            chosen = replace(chosen, prompt=prompt_style)
+        return get_task("arith", level=chosen)
+    if level not in (None, "default"):
+        raise ConfigError(f"task '{name}': only arith has levels (got level {level!r})")
+    options = {} if prompt_style is None else {"prompt_style": prompt_style}
+    return get_task(name, path=path, **options)
+
+
+__all__ = ["TASK_NAMES", "Problem", "Prompt", "Task", "configured_task", "get_task"]

@@ -16,6 +16,8 @@ from caspo_lite.tasks.data import field
 @dataclass
 class MultiArithTask(WordProblemTask):
     name: str = "multiarith"
+    # Chosen on ASDiv (dev task) for SmolLM2-135M greedy: chat 0/100, fewshot 2/100, fewshot-train 5/100.
+    prompt_style: str = "fewshot-train"
 
     def _read(self, split: str) -> list[Problem]:
         file, rows = rows_of("benchmarks/multiarith/test.jsonl", self.path)

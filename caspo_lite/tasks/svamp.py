@@ -27,6 +27,8 @@ def _clean_equation(equation: str) -> str:
 @dataclass
 class SVAMPTask(WordProblemTask):
     name: str = "svamp"
+    # Chosen on ASDiv (dev task) for SmolLM2-135M greedy: chat 0/100, fewshot 2/100, fewshot-train 5/100.
+    prompt_style: str = "fewshot-train"
 
     def _read(self, split: str) -> list[Problem]:
         file, rows = rows_of("benchmarks/svamp/test.jsonl", self.path)

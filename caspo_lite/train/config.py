@@ -44,7 +44,10 @@ class SampleSection:
         "sampler in 16 bit on a GPU), llama_cpp, or hf.",
     )
     gguf_dtype: str = _f("f32", "GGUF export of the policy for llama.cpp sampling: f32 or f16 (never lossy).")
-    prompt_style: str = _f("task", "Prompt format: task (the task's default), chat, or fewshot.")
+    prompt_style: str = _f(
+        "task",
+        "Prompt format: task (the task's default), chat, fewshot, or fewshot-train (GSM8K train shots).",
+    )
     seed: int = _f(0, "Base seed; problem i of round r uses a seed derived from (seed, r, problem id).")
     threads: int = _f(0, "CPU threads for llama.cpp (0 = all cores).")
     endpoint: str = _f("", "engine = openai: the endpoint's base URL, e.g. http://host:8000/v1.")
@@ -73,7 +76,7 @@ class SampleSection:
                 "sample.engine = 'openai' needs sample.endpoint (e.g. http://host:8000/v1) "
                 "and sample.endpoint_model"
             )
-        _choice("sample.prompt_style", self.prompt_style, ("task", "chat", "fewshot"))
+        _choice("sample.prompt_style", self.prompt_style, ("task", "chat", "fewshot", "fewshot-train"))
         _choice("sample.gguf_dtype", self.gguf_dtype, ("f32", "f16"))
         _positive("sample.threads", self.threads, allow_zero=True)
 

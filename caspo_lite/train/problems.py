@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from caspo_lite.errors import ConfigError
-from caspo_lite.tasks import get_task
+from caspo_lite.tasks import configured_task
 from caspo_lite.tasks.base import Problem, Task
 from caspo_lite.train.config import TrainConfig
 
 
 def build_task(cfg: TrainConfig) -> Task:
     """``task.*`` plus ``sample.prompt_style`` ('task' keeps the task's own prompt format)."""
-    style = cfg.sample.prompt_style
-    name = cfg.task.name
-    if name == "arith":
-        from caspo_lite.tasks.arith import get_level
-
-        level = get_level(cfg.task.level)
-        if style != "task":
-            level = replace(level, prompt=style)
-        return get_task("arith", level=level)
-    options = {} if style == "task" else {"prompt_style": style}
-    return get_task(name, path=cfg.task.path or None, **options)
+    style = None if cfg.sample.prompt_style == "task" else cfg.sample.prompt_style
+    level = cfg.task.level if cfg.task.name == "arith" else None
+    return configured_task(cfg.task.name, cfg.task.path or None, level=level, prompt_style=style)
 
 
 def split_problems(task: Task, cfg: TrainConfig) -> tuple[list[Problem], list[Problem]]:
