@@ -23,9 +23,10 @@ import sys
 from pathlib import Path
 
 from caspo_lite.calibration_file import read_calibration
+from caspo_lite.cat_fit import FIT_SPLITS
 from caspo_lite.confidence import geometric_mean
 from caspo_lite.eval.runner import CONFIG_FILE, RECORDS_FILE, read_records
-from caspo_lite.search.cat_calibration import FIT_SPLITS, threshold_for
+from caspo_lite.search.cat_calibration import threshold_for
 
 
 def replay(

@@ -45,7 +45,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from caspo_lite.labelers import Label, first_wrong, get_labeler
+from caspo_lite.labeler_registry import get_labeler
+from caspo_lite.labelers import Label, first_wrong
 from caspo_lite.numbers import format_number
 from caspo_lite.tasks import get_task
 from caspo_lite.tasks.arith import LEVELS, ArithTask

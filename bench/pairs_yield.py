@@ -39,9 +39,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from caspo_lite.labelers import get_labeler
+    from caspo_lite.labeler_registry import get_labeler
     from caspo_lite.pairs import MODES, build_pairs
-    from caspo_lite.train import labelers_model  # noqa: F401  (registers rollout/judge)
     from caspo_lite.train.alternatives import AltStats, add_alternatives
     from caspo_lite.train.config import load_train_config
     from caspo_lite.train.labeling import label_round, to_problem_samples

@@ -18,8 +18,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from caspo_lite.confidence import SIGNALS
+from caspo_lite.engines import ENGINES
 from caspo_lite.errors import CaspoError
+from caspo_lite.labeler_registry import LABELERS
 from caspo_lite.quiet import quiet_library_warnings
+from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGIES
+from caspo_lite.tasks import TASKS
+
+SIGNAL_CHOICES = f"{', '.join(SIGNALS[:-1])} or {SIGNALS[-1]}"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,7 +99,7 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    from caspo_lite.models import check_builtin_models, list_builtin_models
+    from caspo_lite.model_check import check_builtin_models, list_builtin_models
 
     if check and not as_json:
         note = "checking built-in models (the first run builds tiny ~30 s and SmolLM2's HF view ~1 min)"
@@ -144,7 +151,7 @@ def _search_options(**given: Any) -> Any:
 def solve(
     question: Annotated[str | None, typer.Argument(help="The problem text (omit with --task).")] = None,
     model: Annotated[str, typer.Option(help="Built-in name, .gguf, HF folder or hub id.")] = "smollm2-135m",
-    strategy: Annotated[str, typer.Option(help="greedy, sc, bon, deepconf or cat.")] = "cat",
+    strategy: Annotated[str, typer.Option(help=f"{STRATEGIES.choices()}.")] = "cat",
     k: Annotated[int | None, typer.Option("--k", help="Budget: paths started.")] = None,
     branch_factor: Annotated[int | None, typer.Option(help="CaT: children per fork.")] = None,
     beam_width: Annotated[int | None, typer.Option(help="CaT: most paths alive at once.")] = None,
@@ -153,7 +160,7 @@ def solve(
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature (>= 0).")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Max new tokens per path.")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
-    signal: Annotated[str, typer.Option(help="entropy, margin, maxprob or deepconf.")] = "entropy",
+    signal: Annotated[str, typer.Option(help=f"{SIGNAL_CHOICES}.")] = "entropy",
     task: Annotated[str | None, typer.Option(help="Solve this task's problems (or QUESTION as it).")] = None,
     n: Annotated[int, typer.Option(help="With --task and no QUESTION: how many problems.")] = 20,
     data: Annotated[Path | None, typer.Option(help="Data file for file tasks (e.g. --task jsonl).")] = None,
@@ -217,7 +224,7 @@ def solve(
             if as_json:
                 echo_json(summary_dict(summary))
                 return
-            from caspo_lite.solve import render_batch_table
+            from caspo_lite.render import render_batch_table
 
             Console().print(render_batch_table([summary], f"{task}: {len(summary.rows)} problems, {model}"))
             return
@@ -232,7 +239,7 @@ def solve(
         return
     from rich.console import Console
 
-    from caspo_lite.solve import render_summary, render_tree
+    from caspo_lite.render import render_summary, render_tree
 
     console = Console()
     console.print(render_tree(solved))
@@ -265,8 +272,9 @@ def demo(
 
     from rich.console import Console
 
-    from caspo_lite.demo import demo_dict, render_demo_table, round_effect, run_full_demo
+    from caspo_lite.demo import demo_dict, round_effect, run_full_demo
     from caspo_lite.paths import runs_dir
+    from caspo_lite.render import render_demo_table
     from caspo_lite.search import get_strategy
 
     search = _search_options(k=k, max_tokens=max_tokens, seed=seed, beam_width=4, branch_factor=2)
@@ -515,7 +523,7 @@ def data_export(
 @friendly
 def eval_cmd(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model reference; repeat for several.")],
-    task: Annotated[str, typer.Option(help="Task: arith, gsm8k, math500, svamp, ..., jsonl.")] = "arith",
+    task: Annotated[str, typer.Option(help=f"Task: {TASKS.choices()}.")] = "arith",
     data: Annotated[Path | None, typer.Option("--data", help="Task data file (JSONL tasks).")] = None,
     level: Annotated[
         str | None, typer.Option(help="arith difficulty level (default, medium, hard, ...).")
@@ -526,8 +534,8 @@ def eval_cmd(
             help="Prompt format: chat, fewshot, fewshot-train (word problems); default: the task's."
         ),
     ] = None,
-    strategies: Annotated[str, typer.Option(help="Comma-separated: greedy,sc,bon,deepconf,cat.")] = (
-        "greedy,sc,bon,deepconf,cat"
+    strategies: Annotated[str, typer.Option(help=f"Comma-separated, of: {','.join(STRATEGIES)}.")] = ",".join(
+        EVAL_DEFAULT_STRATEGIES
     ),
     k: Annotated[int, typer.Option(help="Budget: paths per problem (samples; cat: branches).")] = 8,
     n: Annotated[int, typer.Option(help="Problems to evaluate (seeded sample).")] = 200,
@@ -536,7 +544,7 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="Output folder (rerun the same command to resume).")] = Path(
         "runs/eval"
     ),
-    engine: Annotated[str, typer.Option(help="Engine kind: llama_cpp or hf.")] = "llama_cpp",
+    engine: Annotated[str, typer.Option(help=f"Engine kind: {ENGINES.choices()}.")] = "llama_cpp",
     labels: Annotated[bool, typer.Option(help="Label steps (step reliability, step AUROC).")] = True,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
@@ -638,7 +646,7 @@ def tui_command() -> None:
 @friendly
 def chat_command(
     model: Annotated[str | None, typer.Option(help="Built-in name or .gguf (default smollm2-135m).")] = None,
-    strategy: Annotated[str | None, typer.Option(help="greedy, sc, bon, deepconf, cat (def. cat).")] = None,
+    strategy: Annotated[str | None, typer.Option(help=f"{STRATEGIES.choices()} (def. cat).")] = None,
     k: Annotated[int | None, typer.Option("--k", help="Budget: paths started (default 8).")] = None,
     abstain_below: Annotated[
         float | None, typer.Option(help="Answers under this P(correct) read 'not sure'.")
@@ -675,7 +683,7 @@ def calibrate_command(
         Path | None, typer.Option("--from", help="Fit from this eval folder's answers (no sampling).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where the dev eval goes (default: data dir).")] = None,
-    engine: Annotated[str, typer.Option(help="Engine kind: llama_cpp or hf.")] = "llama_cpp",
+    engine: Annotated[str, typer.Option(help=f"Engine kind: {ENGINES.choices()}.")] = "llama_cpp",
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a config key, e.g. search.max_tokens=128.")
     ] = None,
@@ -742,10 +750,10 @@ class _ProgressSink:
 @app.command("label")
 @friendly
 def label_command(
-    task: Annotated[str, typer.Option(help="Task family the solutions answer (arith, gsm8k, ...).")],
+    task: Annotated[str, typer.Option(help=f"Task family the solutions answer: {TASKS.choices()}.")],
     input_: Annotated[Path, typer.Option("--input", help="JSONL: question, answer, solution or steps.")],
     out: Annotated[Path, typer.Option("--out", help="JSONL: each row plus steps with label and reason.")],
-    labeler: Annotated[str, typer.Option(help="verify, rollout, verify+rollout or judge.")] = "verify",
+    labeler: Annotated[str, typer.Option(help=f"{LABELERS.choices()}.")] = "verify",
     data: Annotated[Path | None, typer.Option(help="Data folder or file of the task (file tasks).")] = None,
     model: Annotated[str, typer.Option(help="rollout/judge: the model to run.")] = "smollm2-135m",
     k: Annotated[int, typer.Option("--k", help="rollout: completions per step.")] = 4,
@@ -755,12 +763,10 @@ def label_command(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
 ) -> None:
     """Label the steps of solutions you bring: correct / wrong / unknown, and the check that decided."""
-    from caspo_lite.errors import ConfigError
-    from caspo_lite.label_file import LABELERS, explainer, label_file
+    from caspo_lite.label_file import explainer, label_file
     from caspo_lite.tasks import get_task
 
-    if labeler not in LABELERS:
-        raise ConfigError(f"unknown labeler '{labeler}' (known: {', '.join(LABELERS)})")
+    LABELERS[labeler]  # an unknown name fails here, before any file is read
     task_ = get_task(task, path=str(data) if data else None)
 
     def engine() -> object:
@@ -782,7 +788,7 @@ def label_command(
 @friendly
 def serve_command(
     model: Annotated[str, typer.Option(help="Built-in name, .gguf, HF folder or hub id.")] = "smollm2-135m",
-    strategy: Annotated[str, typer.Option(help="Default search: greedy, sc, bon, deepconf, cat.")] = "cat",
+    strategy: Annotated[str, typer.Option(help=f"Default search: {STRATEGIES.choices()}.")] = "cat",
     host: Annotated[str, typer.Option(help="Address to bind (default: localhost only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Concurrent searches: one llama.cpp context each.")] = 1,
@@ -835,8 +841,8 @@ def calibrate_cat_command(
     """Fit CaT's prune thresholds (section 'cat' of calibration.json) on dev problems."""
     from dataclasses import replace
 
+    from caspo_lite.cat_fit import calibrate_from_eval, calibrate_model
     from caspo_lite.config import load_config
-    from caspo_lite.search.cat_calibration import calibrate_from_eval, calibrate_model
 
     cfg = load_config(None, overrides or [])
     if from_eval is not None:

@@ -60,7 +60,7 @@ class ConfidenceSection:
 
 @dataclass
 class SearchSection:
-    strategy: str = _f("cat", "greedy, sc, bon, deepconf, cat, cat-verify.")
+    strategy: str = _f("cat", "Search strategy by name (caspo_lite.search.STRATEGIES).")
     k: int = _f(8, "Budget: paths started (sc/bon/deepconf: samples; cat: branches).")
     branch_factor: int = _f(2, "CaT: children per fork (forks happen only while k > paths started).")
     beam_width: int = _f(

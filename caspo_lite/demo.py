@@ -180,39 +180,6 @@ def _table(
         engine.close()
 
 
-# -- rendering -----------------------------------------------------------------------------------
-
-
-def render_demo_table(report: DemoReport, title: str) -> Any:
-    """One table, before rows then after rows, with the step confidence the round should move."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    cols = ("model", "strategy", "accuracy", "tokens", "time (s)", "pruned", "mean step conf")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("model", "strategy") else "right")
-    groups = [("base", report.before)]
-    if report.after:
-        groups.append((Path(report.after_model).parent.name or "after", report.after))
-    for label, summaries in groups:
-        for s in summaries:
-            conf = mean_step_confidence(s)
-            table.add_row(
-                label,
-                s.strategy,
-                f"{s.accuracy:.0%} ({sum(bool(r.correct) for r in s.rows)}/{len(s.rows)})",
-                str(s.n_tokens),
-                f"{s.elapsed_s:.1f}",
-                str(s.n_pruned),
-                f"{conf:.3f}" if conf is not None else "-",
-            )
-        if report.after and label == "base":
-            table.add_section()
-    if report.after:  # say which files: the base is the lossless export DPO started from
-        table.caption = f"base: {report.before_model}\nafter: {report.after_model}"
-    return table
-
-
 def round_effect(summary: dict[str, Any]) -> list[str]:
     """What the round measurably changed, with sample sizes (printed under the demo's table).
 

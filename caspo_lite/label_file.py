@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import DataError
+from caspo_lite.labeler_registry import LABELERS as LABELER_REGISTRY
+from caspo_lite.labeler_registry import get_labeler
 from caspo_lite.labelers import StepVerdict, explain_solution
 from caspo_lite.numbers import normalize_number_text
 from caspo_lite.paths import atomic_write_text
@@ -29,7 +31,7 @@ from caspo_lite.tasks.base import Problem, Task
 from caspo_lite.tasks.data import read_jsonl
 from caspo_lite.tasks.gsm8k import parse_gold
 
-LABELERS = ("verify", "rollout", "verify+rollout", "judge")
+LABELERS = LABELER_REGISTRY.names
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,6 @@ def explainer(name: str, engine_loader: Callable[[], Any] | None = None, **optio
     """The labeler called `name` as a function giving verdicts with reasons."""
     if name == "verify":
         return explain_solution
-    from caspo_lite.labelers import get_labeler
-    from caspo_lite.train import labelers_model  # noqa: F401  (registers rollout/judge)
-
     if engine_loader is None:
         raise DataError(f"labeler '{name}' needs a model: pass --model")
     labeler = get_labeler(name, engine=engine_loader(), **options)

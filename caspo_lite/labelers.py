@@ -32,7 +32,7 @@ allows, one check per error it catches, each verdict naming its `reason` (`REASO
 
 Only steps up to and including the first wrong one are used downstream: later steps are
 conditioned on an error (`cut_at_first_wrong`). `rollout` and `judge` labelers need an
-engine; they register themselves with `register_labeler` from the training code.
+engine: they live in `caspo_lite.model_labelers`; `caspo_lite.labeler_registry` names them all.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Protocol
 
-from caspo_lite.errors import ConfigError
 from caspo_lite.numbers import format_number, parse_number
 from caspo_lite.quantities import UNIT_CONSTANTS, question_quantities
 from caspo_lite.structure import Form, GoldStructure, build_structure, tree_forms
@@ -872,17 +871,3 @@ class VerifyLabeler:
 
     def explain(self, problem: Problem, steps: Sequence[str], task: Task) -> list[StepVerdict]:
         return explain_solution(problem, steps, task)
-
-
-LABELERS: dict[str, Callable[..., Labeler]] = {"verify": VerifyLabeler}
-
-
-def register_labeler(name: str, factory: Callable[..., Labeler]) -> None:
-    """Add a labeler (e.g. `rollout`, `judge` from the training code) under `name`."""
-    LABELERS[name] = factory
-
-
-def get_labeler(name: str, **options: Any) -> Labeler:
-    if name not in LABELERS:
-        raise ConfigError(f"unknown labeler '{name}' (known: {', '.join(sorted(LABELERS))})")
-    return LABELERS[name](**options)

@@ -32,6 +32,7 @@ from typing import Any
 
 from caspo_lite.errors import ModelError
 from caspo_lite.paths import cache_dir
+from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
 from caspo_lite.runs import LEDGER_FILE, round_policy_files
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,6 @@ def check_gguf(path: Path) -> Path:
         raise ModelError(f"cannot read {path}: {exc.strerror}") from None
     if len(head) < 8 or head[:4] != GGUF_MAGIC:
         raise ModelError(f"{path} is not a GGUF file (bad header; truncated or another format); re-export it")
-    from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
-
     try:  # walks the header and the tensor table: a cut-off file fails here, in milliseconds
         read_header(path)
     except GGUFFormatError as exc:
@@ -173,15 +172,12 @@ def load_hf(ref: str | Path | ModelRef, trust_remote_code: bool = False) -> tupl
 def _resolve_round(path: Path) -> tuple[Path | None, Path | None] | None:
     """Hook for training folders: (gguf file or None, merged HF folder or None), or None if not one.
 
-    The training module owns the layout (`caspo_lite.runs.round_policy_files`: a
+    The run-folder format owns the layout (`caspo_lite.runs.round_policy_files`: a
     `round-N/` folder with `merged/` and `policy-f32.gguf`/`policy-f16.gguf`; a run folder means
     its last finished round). Also accepted, for hand-made folders: `model.gguf`, `gguf/*.gguf`
     (the first by name), `merged/`, or just a ledger.json/round.json marker.
     """
-    try:
-        hf, gguf = round_policy_files(path)
-    except ImportError:
-        hf, gguf = None, None
+    hf, gguf = round_policy_files(path)
     if gguf is None:
         found = sorted((path / "gguf").glob("*.gguf")) if (path / "gguf").is_dir() else []
         gguf = path / "model.gguf" if (path / "model.gguf").is_file() else (found[0] if found else None)
@@ -287,17 +283,3 @@ def _save_dequantized(gguf: Path, out: Path) -> None:
     stamp = {"version": SMOLLM2_VIEW_VERSION, "source": gguf.name, "source_bytes": gguf.stat().st_size}
     (out / "caspo_view.json").write_text(json.dumps(stamp), encoding="utf-8")
     log.info("saved the HF view of %s in %s", gguf.name, out)
-
-
-def list_builtin_models() -> list[dict[str, Any]]:
-    """Rows for `caspo-lite models`: name, description, status (see caspo_lite.model_check)."""
-    from caspo_lite.model_check import list_builtin_models as rows
-
-    return rows()
-
-
-def check_builtin_models() -> list[dict[str, Any]]:
-    """Rows for `caspo-lite models --check`: both forms of each built-in run one token."""
-    from caspo_lite.model_check import check_builtin_models as rows
-
-    return rows()

@@ -1,8 +1,8 @@
 """Library-level solving: one question, a batch of task problems, and the README demo.
 
-The CLI's `solve` and `demo` commands are thin wrappers over these functions; the rendering
-helpers at the bottom turn results into rich renderables (a reasoning tree, a demo table) and
-plain dicts for ``--json``. Model text always goes into `rich.text.Text`, never into markup.
+The CLI's `solve` and `demo` commands are thin wrappers over these functions. The helpers at
+the bottom return data only: the tree as nodes, a counters line, plain dicts for ``--json``;
+`caspo_lite.render` draws them for the terminal.
 """
 
 from __future__ import annotations
@@ -242,64 +242,9 @@ def tree_nodes(events: Sequence[SearchEvent]) -> dict[int, dict[str, Any]]:
     return nodes
 
 
-def render_tree(solved: Solved, max_step_chars: int = 60) -> Any:
-    """A rich Tree of kept and pruned branches with their step confidences."""
-    from rich.text import Text
-    from rich.tree import Tree
-
-    r = solved.result
-    title = Text(f"{r.strategy}: ", style="bold")
-    title.append(solved.question[:100])
-    root = Tree(title)
-    nodes = tree_nodes(r.events)
-    handles: dict[int, Any] = {}
-    step_handles: dict[int, list[Any]] = {}
-    for bid, node in nodes.items():
-        winner = any(p.branch == bid and p.answer == r.answer for p in r.paths) and r.answer is not None
-        style = "red" if node["fate"].startswith("pruned") else ("bold green" if winner else "")
-        label = Text(f"branch {bid} ", style=style or None)
-        label.append(Text(node["fate"], style=style or "dim"))
-        parent_id = node["parent"]
-        at = root
-        if parent_id is not None and parent_id in handles:
-            # hang a fork under the parent's last shared step, so the tree reads as it grew
-            shared = node["from_step"] - nodes[parent_id]["from_step"] - 1
-            steps = step_handles.get(parent_id, [])
-            at = steps[shared] if 0 <= shared < len(steps) else handles[parent_id]
-        handles[bid] = at.add(label)
-        step_handles[bid] = []
-        for text, conf in node["steps"]:
-            line = Text(f"[{conf:.2f}] ", style="cyan")
-            line.append(text.replace("\n", " ")[:max_step_chars])
-            step_handles[bid].append(handles[bid].add(line))
-    return root
-
-
 def _answer_counters(r: SearchResult) -> dict[str, Any]:
     final = r.events[-1] if r.events else None
     return dict(getattr(final, "counters", {}) or {})
-
-
-def render_summary(solved: Solved) -> Any:
-    from rich.text import Text
-
-    r = solved.result
-    shown = solved.shown
-    text = Text("answer: ", style="bold")
-    if shown is not None and shown.abstained:
-        text.append("not sure", style="bold yellow")
-        text.append(f" (below {shown.abstain_below:.0%}; best guess {r.answer})", style="dim")
-    else:
-        text.append(str(r.answer), style="bold green" if r.answer is not None else "bold red")
-    conf = shown.label() if shown is not None else f"confidence {r.confidence:.3f}"
-    text.append(f"   {conf}   {r.n_tokens} tokens in {r.elapsed_s:.1f}s ")
-    text.append(f"({r.tokens_per_s:.0f} tok/s)   branches {r.n_branches}, pruned {r.n_pruned}")
-    if r.reason:
-        text.append(f"\n{r.reason}", style="dim")
-    line = search_counters_line(r)
-    if line:
-        text.append(f"\n{line}", style="dim")
-    return text
 
 
 def search_counters_line(r: SearchResult) -> str:
@@ -317,25 +262,6 @@ def search_counters_line(r: SearchResult) -> str:
     if "time_to_answer_s" in c:
         parts.append(f"answer after {c['time_to_answer_s']:.2f}s")
     return " · ".join(p for p in parts if p)
-
-
-def render_batch_table(summaries: Sequence[BatchSummary], title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("strategy", "accuracy", "tokens", "time (s)", "tok/s", "branches", "pruned"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
-    for s in summaries:
-        table.add_row(
-            s.strategy,
-            f"{s.accuracy:.0%} ({sum(bool(r.correct) for r in s.rows)}/{len(s.rows)})",
-            str(s.n_tokens),
-            f"{s.elapsed_s:.1f}",
-            f"{s.n_tokens / s.elapsed_s:.0f}" if s.elapsed_s else "-",
-            str(s.n_branches),
-            str(s.n_pruned),
-        )
-    return table
 
 
 def summary_dict(s: BatchSummary) -> dict[str, Any]:

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from caspo_lite.calibration_file import read_calibration, update_section
+from caspo_lite.cat_fit import calibrate_from_eval, confidences_from_records
 from caspo_lite.errors import ConfigError, DataError
 from caspo_lite.search.cat_calibration import (
     answer_probability,
-    calibrate_from_eval,
-    confidences_from_records,
     fit_cat_thresholds,
     load_calibration,
     threshold_for,

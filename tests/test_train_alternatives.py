@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from caspo_lite.engines.fake import FLAT, SHARP, FakeEngine, ScriptPath
-from caspo_lite.labelers import get_labeler
+from caspo_lite.labeler_registry import get_labeler
 from caspo_lite.pairs import CORRECT, WRONG, ProblemSamples, Solution, Step
 from caspo_lite.steps import StepRule
 from caspo_lite.tasks.base import Problem

@@ -216,7 +216,7 @@ def test_kill_mid_sampling_and_mid_dpo_then_resume(run_dir: Path, tmp_path: Path
 def test_resampled_alternatives_at_a_prefix(run_dir: Path) -> None:
     """pairs.alt_samples = m: m fresh steps sampled at each A/B prefix through the engine, labelled."""
     from caspo_lite.engines import load_engine
-    from caspo_lite.labelers import get_labeler
+    from caspo_lite.labeler_registry import get_labeler
     from caspo_lite.pairs import LABELS, build_pairs
     from caspo_lite.train.alternatives import add_alternatives
     from caspo_lite.train.labeling import to_problem_samples

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from caspo_lite.labelers import get_labeler
+from caspo_lite.labeler_registry import get_labeler
 from caspo_lite.structure import annotations
 from caspo_lite.tasks.base import Problem
 from caspo_lite.tasks.gsm8k import GSM8KTask

@@ -85,8 +85,9 @@ def test_a_failed_export_shows_the_cli_error(tmp_path: Path) -> None:
 
     async def go() -> None:
         app = app_on(tmp_path, "export")
-        app.export_source = out / "round-1"  # as the train and runs screens ask for it
         async with app.run_test(size=SIZE) as pilot:
+            app.open_export(out / "round-1")  # as the train and runs screens ask for it
+            await pilot.pause()
             screen = app.screen
             assert screen.query_one("#round").value == str(out / "round-1")
             await pilot.press("f7")

@@ -136,8 +136,9 @@ def test_closing_the_ui_keeps_the_run_and_reopening_attaches_stops_and_resumes(t
 
     async def second() -> None:
         app = app_on(tmp_path, "train")
-        app.train_out = out
         async with app.run_test(size=SIZE) as pilot:
+            app.open_train(out)  # as the runs screen asks for it
+            await pilot.pause()
             screen = screen_of(app)
             await until(pilot, lambda: screen.state == "running", what="attaching")
             assert screen.out_path == out and f"pid {pid}" in progress_text(screen)
@@ -356,8 +357,9 @@ def test_real_tiny_ci_start_close_resume_export_and_chat(tmp_path: Path) -> None
 
         small = ChatSettings(search=SearchSection(k=2, max_tokens=32, warmup=2, seed=0))
         app = app_on(tmp_path, "train", prefix=None, settings=small)
-        app.train_out = out
         async with app.run_test(size=SIZE) as pilot:
+            app.open_train(out)
+            await pilot.pause()
             screen = screen_of(app)
             await until(pilot, lambda: screen.state == "stopped", what="the stopped run")
             assert "‖ dpo" in progress_text(screen)

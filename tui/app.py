@@ -16,13 +16,16 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from caspo_lite.paths import runs_dir
 from caspo_lite.tui.inference import Clock, LibrarySource, SearchSource
+from caspo_lite.tui.messages import AttachRun, ModelChosen, ShowRound
 from caspo_lite.tui.screens.chat import ChatScreen
 from caspo_lite.tui.screens.export import ExportScreen
 from caspo_lite.tui.screens.home import HomeScreen
 from caspo_lite.tui.screens.runs import RunsScreen
 from caspo_lite.tui.screens.train import TrainScreen
-from caspo_lite.tui.settings import ChatSettings
+from caspo_lite.tui.settings import ChatSettings, apply_form, load_settings, save_settings
+from caspo_lite.tui.train_process import DEFAULT_COMMAND, default_recipes_root
 
 # Every screen, as the command palette (Ctrl+P) offers it: (mode, title, help).
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
@@ -74,16 +77,11 @@ class CaspoApp(App[None]):
         self.batch_interval_s = batch_interval_s
         # training screens (issue 9): where runs and recipes are, and the `caspo-lite` command
         # they run as subprocesses (tests swap in a fake trainer)
-        from caspo_lite.paths import runs_dir
-        from caspo_lite.tui.train_process import DEFAULT_COMMAND, default_recipes_root
-
         self.runs_root = runs_root or runs_dir()
         self.recipes_root = recipes_root or default_recipes_root()
         self.train_prefix = train_prefix or DEFAULT_COMMAND
         self.poll_s = poll_s
         self.settings_file = settings_file  # where Apply remembers the chat settings (None: nowhere)
-        self.export_source: Path | None = None  # a round another screen asked the export screen to show
-        self.train_out: Path | None = None  # a run folder another screen asked the train screen to show
 
     def on_mount(self) -> None:
         self.switch_mode(self.start_mode)
@@ -97,8 +95,6 @@ class CaspoApp(App[None]):
 
     def remember_settings(self, settings: ChatSettings) -> None:
         """Use ``settings`` from the next question on, and keep them for the next launch."""
-        from caspo_lite.tui.settings import save_settings
-
         self.settings = settings
         if self.settings_file is not None:
             try:
@@ -106,11 +102,24 @@ class CaspoApp(App[None]):
             except OSError as exc:
                 self.notify(f"could not remember the settings: {exc}", severity="warning")
 
-    @property
-    def chat(self) -> ChatScreen:
-        """The chat screen (created on first use)."""
+    # -- one screen asking another: switch to it, then tell it what to show (a message, so a
+    # screen created by the switch handles it after it has mounted)
+
+    def open_export(self, round_dir: Path) -> None:
+        """Show the export screen with ``round_dir`` preselected."""
+        self.switch_mode("export")
+        self.screen.post_message(ShowRound(Path(round_dir)))
+
+    def open_train(self, run_dir: Path) -> None:
+        """Show the train screen attached to the run in ``run_dir``."""
+        self.switch_mode("train")
+        self.screen.post_message(AttachRun(Path(run_dir)))
+
+    def chat_with(self, model: str) -> None:
+        """Make ``model`` the chat model (from the next question) and show the chat screen."""
+        self.settings = apply_form(self.settings, {"model": model})
         self.switch_mode("chat")
-        return self.screen  # type: ignore[return-value]
+        self.screen.post_message(ModelChosen(model))
 
     def on_unmount(self) -> None:
         self.workers.cancel_all()
@@ -134,8 +143,6 @@ def make_app(
     Raises:
         ConfigError: an unknown strategy or a bad K (the CLI shows it as one line).
     """
-    from caspo_lite.tui.settings import apply_form, load_settings
-
     remembered = kwargs.get("settings_file")
     if settings is None and isinstance(remembered, Path):
         settings = load_settings(remembered)  # what the user applied last time (defaults if none)

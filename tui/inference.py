@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from caspo_lite.engines import load_engine
 from caspo_lite.errors import CaspoError
+from caspo_lite.search import get_strategy
 from caspo_lite.search.events import SearchEvent, TokenGenerated
-from caspo_lite.tasks.base import Problem, Prompt
+from caspo_lite.solve import question_prompt
+from caspo_lite.tasks.base import Prompt
 from caspo_lite.tui.settings import ChatSettings
 
 log = logging.getLogger(__name__)
@@ -40,30 +43,26 @@ def prepare(source: SearchSource, settings: ChatSettings) -> None:
         hook(settings)
 
 
-def chat_prompt(question: str, task_name: str = "arith") -> tuple[Prompt, ExtractAnswer]:
-    """The task's own prompt format and answer extractor, so the extracted answer matches.
+def chat_prompt(question: str, task_name: str = "") -> tuple[Prompt, ExtractAnswer]:
+    """The prompt and answer extractor `caspo-lite solve` builds for the same question.
 
-    Falls back to a plain chat message and the shared numeric extractor when the task
-    registry does not know ``task_name``.
+    One builder (`caspo_lite.solve.question_prompt`) for both front ends, so a question asked in
+    chat and on the command line is the same search. No task (the default) means solve's choice:
+    the arith prompt for a bare sum, the word-problem few-shot prompt otherwise. A task the
+    registry does not know falls back to that choice rather than failing the chat.
     """
-    problem = Problem(id="chat", question=question, answer="")
     try:
-        from caspo_lite.tasks import get_task  # type: ignore[attr-defined]
-
-        task = get_task(task_name)
-        return task.prompt(problem), task.extract_answer
-    except (ImportError, CaspoError) as exc:
-        log.info("task %r unavailable for chat (%s); using a plain chat prompt", task_name, exc)
-    from caspo_lite.tasks.answers import extract_numeric_answer
-
-    content = f"{question}\nSolve step by step, one step per line, and end with 'Answer: <number>'."
-    return Prompt(messages=({"role": "user", "content": content},)), extract_numeric_answer
+        prompt, extract, _ = question_prompt(question, task_name or None)
+    except CaspoError as exc:
+        if not task_name:
+            raise
+        log.info("task %r unavailable for chat (%s); using solve's default prompt", task_name, exc)
+        prompt, extract, _ = question_prompt(question, None)
+    return prompt, extract
 
 
 def run_strategy(engine: object, question: str, settings: ChatSettings) -> Iterator[SearchEvent]:
     """Build the configured strategy and run it on ``engine`` (a generator of events)."""
-    from caspo_lite.search import get_strategy  # type: ignore[attr-defined]
-
     prompt, extract = chat_prompt(question, settings.task)
     strategy = get_strategy(settings.search.strategy, settings.search, settings.confidence, settings.steps)
     return strategy.run(engine, prompt, extract)
@@ -83,8 +82,6 @@ class LibrarySource:
                 if self._loader is not None:
                     self._engines[ref] = self._loader(ref)
                 else:
-                    from caspo_lite.engines import load_engine  # type: ignore[attr-defined]
-
                     self._engines[ref] = load_engine(ref, kind="llama_cpp")
             return self._engines[ref]
 

@@ -1,4 +1,4 @@
-"""Messages the search worker posts to the chat screen (past tense, small dataclasses).
+"""Messages: the search worker to the chat screen, and one screen to another (small dataclasses).
 
 The worker runs in a thread; `post_message` is thread-safe, and per-token events arrive
 already batched by time (see `caspo_lite.tui.inference.EventBatcher`), so the UI sees a few messages a
@@ -8,6 +8,7 @@ second however fast the model decodes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual.message import Message
 
@@ -36,3 +37,27 @@ class SearchEnded(Message):
     run_id: int
     cancelled: bool = False
     error: str | None = None
+
+
+# -- between screens: one screen asks another to show something (sent by `CaspoApp.open_*`) ----
+
+
+@dataclass
+class ShowRound(Message):
+    """The export screen should preselect this round folder."""
+
+    round_dir: Path
+
+
+@dataclass
+class AttachRun(Message):
+    """The train screen should show (and attach to) this run folder."""
+
+    run_dir: Path
+
+
+@dataclass
+class ModelChosen(Message):
+    """The chat settings now name another model: the chat screen shows it from the next question."""
+
+    model: str

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.confidence import SIGNALS
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection, build_section
-from caspo_lite.errors import ConfigError
+from caspo_lite.errors import CaspoError, ConfigError
+from caspo_lite.models import BUILTIN, resolve_model
+from caspo_lite.paths import atomic_write_text, data_dir, runs_dir
+from caspo_lite.search import STRATEGY_NAMES
 
 log = logging.getLogger(__name__)
 SETTINGS_FILE = "tui-settings.json"
 
-DEFAULT_STRATEGIES: tuple[str, ...] = ("greedy", "sc", "bon", "deepconf", "cat")
-BUILTIN_MODELS: tuple[str, ...] = ("smollm2-135m", "tiny")
 
 # The search fields the settings screen exposes, in display order.
 SEARCH_FIELDS: tuple[str, ...] = (
@@ -42,7 +44,7 @@ class ChatSettings:
     """Everything one chat question needs besides the question itself."""
 
     model: str = "smollm2-135m"
-    task: str = "arith"  # whose prompt format and answer extractor a chat question uses
+    task: str = ""  # whose prompt a chat question uses; "" = what `solve` picks for it
     search: SearchSection = field(default_factory=SearchSection)
     confidence: ConfidenceSection = field(default_factory=ConfidenceSection)
     steps: StepsSection = field(default_factory=StepsSection)
@@ -65,31 +67,17 @@ class ChatSettings:
 
 
 def strategy_names() -> tuple[str, ...]:
-    """The search registry's names (falls back to the agreed five while it is being written)."""
-    try:
-        from caspo_lite.search import STRATEGY_NAMES  # type: ignore[attr-defined]
-    except ImportError:
-        return DEFAULT_STRATEGIES
+    """The search registry's names, in its order."""
     return tuple(STRATEGY_NAMES)
 
 
 def signal_names() -> tuple[str, ...]:
-    from caspo_lite.confidence import SIGNALS
-
     return SIGNALS
 
 
 def model_choices(runs: Path | None = None) -> list[str]:
     """Built-in model names, then every GGUF file found under the runs folder (sorted)."""
-    from caspo_lite.paths import runs_dir
-
-    names = list(BUILTIN_MODELS)
-    try:
-        from caspo_lite.models import BUILTIN  # type: ignore[attr-defined]
-
-        names = list(dict.fromkeys([*BUILTIN, *names]))
-    except ImportError:
-        pass
+    names = list(BUILTIN)
     folder = runs if runs is not None else runs_dir()
     if folder.is_dir():
         names += sorted(str(p) for p in folder.rglob("*.gguf") if p.is_file())
@@ -102,8 +90,6 @@ def check_model(ref: str) -> None:
     Built-in names and hub ids pass; a .gguf must exist and have a sound header; a folder must
     be an HF model or a training round.
     """
-    from caspo_lite.errors import CaspoError
-    from caspo_lite.models import resolve_model
 
     try:
         resolve_model(ref)
@@ -158,14 +144,12 @@ def apply_form(current: ChatSettings, form: dict[str, str]) -> ChatSettings:
 
 def settings_path() -> Path:
     """Where the chat settings of this user are remembered between launches."""
-    from caspo_lite.paths import data_dir
 
     return data_dir() / SETTINGS_FILE
 
 
 def save_settings(settings: ChatSettings, path: Path) -> None:
     """Write ``settings`` as JSON, atomically (a crash never leaves half a file)."""
-    from caspo_lite.paths import atomic_write_text
 
     atomic_write_text(path, json.dumps(settings.to_dict(), indent=1))
 

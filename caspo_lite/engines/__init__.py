@@ -1,18 +1,20 @@
 """Inference engines (llama.cpp batched multi-sequence; transformers for parity/GPU).
 
 `load_engine(ref)` is the one entry point: a model reference (built-in name, .gguf path, HF
-dir) becomes an `Engine`. Model references are resolved by `caspo_lite.models` when present.
+dir) becomes an `Engine`; `ENGINES` names the kinds. Model references are resolved by
+`caspo_lite.models`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from caspo_lite.engines.base import DecodeSession, Engine, EngineStats
 from caspo_lite.errors import ModelError
-
-ENGINE_KINDS = ("llama_cpp", "hf")
+from caspo_lite.models import gguf_path, resolve_model
+from caspo_lite.registry import Registry
 
 
 def resolve_gguf(ref: str | Path) -> Path:
@@ -21,8 +23,6 @@ def resolve_gguf(ref: str | Path) -> Path:
     An HF folder or hub id that cannot be turned into a GGUF gets the export command in its
     error message.
     """
-    from caspo_lite.models import gguf_path, resolve_model
-
     mref = resolve_model(ref)
     try:
         return Path(gguf_path(mref))
@@ -39,6 +39,24 @@ def resolve_gguf(ref: str | Path) -> Path:
         ) from None
 
 
+def _llama_cpp(ref: str | Path, n_threads: int | None, n_gpu_layers: int, n_ctx: int, **_: Any) -> Engine:
+    from caspo_lite.engines.llama_cpp import LlamaCppEngine  # llama.cpp loads only when used
+
+    return LlamaCppEngine(resolve_gguf(ref), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
+
+
+def _hf(ref: str | Path, n_threads: int | None, n_gpu_layers: int, n_ctx: int, **kwargs: Any) -> Engine:
+    from caspo_lite.engines.hf import HFEngine  # torch loads only when used
+
+    return HFEngine.load(ref, n_threads=n_threads, **kwargs)
+
+
+ENGINES: Registry[Callable[..., Engine]] = Registry(
+    "engine kind", {"llama_cpp": _llama_cpp, "hf": _hf}, ModelError
+)
+ENGINE_KINDS = ENGINES.names
+
+
 def load_engine(
     ref: str | Path,
     kind: str = "llama_cpp",
@@ -48,15 +66,7 @@ def load_engine(
     **kwargs: Any,
 ) -> Engine:
     """Load a model reference into an engine of ``kind`` (llama_cpp or hf)."""
-    if kind == "llama_cpp":
-        from caspo_lite.engines.llama_cpp import LlamaCppEngine
-
-        return LlamaCppEngine(resolve_gguf(ref), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
-    if kind == "hf":
-        from caspo_lite.engines.hf import HFEngine
-
-        return HFEngine.load(ref, n_threads=n_threads, **kwargs)
-    raise ModelError(f"unknown engine kind {kind!r}; choose one of {', '.join(ENGINE_KINDS)}")
+    return ENGINES[kind](ref, n_threads=n_threads, n_gpu_layers=n_gpu_layers, n_ctx=n_ctx, **kwargs)
 
 
-__all__ = ["ENGINE_KINDS", "DecodeSession", "Engine", "EngineStats", "load_engine", "resolve_gguf"]
+__all__ = ["ENGINES", "ENGINE_KINDS", "DecodeSession", "Engine", "EngineStats", "load_engine", "resolve_gguf"]

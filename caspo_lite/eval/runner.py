@@ -25,13 +25,13 @@ from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.errors import ConfigError, DataError
 from caspo_lite.eval.trace import StepTrace, rebuild_paths
 from caspo_lite.paths import atomic_write_text
+from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGY_NAMES
 from caspo_lite.search.events import AnswerChosen, BranchStarted
 from caspo_lite.tasks.base import Problem, Task
 
 log = logging.getLogger(__name__)
 
-STRATEGIES: tuple[str, ...] = ("greedy", "sc", "bon", "deepconf", "cat")
-OPTIONAL_STRATEGIES: tuple[str, ...] = ("cat-verify",)  # only when asked, reported as its own row
+STRATEGIES = EVAL_DEFAULT_STRATEGIES  # what an eval runs unless told; cat-verify only when asked
 RECORDS_FILE = "problems.jsonl"
 CONFIG_FILE = "eval_config.json"
 # Settings that must match for a resumed eval to continue the same experiment.
@@ -77,11 +77,11 @@ class EvalSpec:
     def __post_init__(self) -> None:
         if not self.models:
             raise ConfigError("eval: give at least one --model")
-        unknown = [s for s in self.strategies if s not in STRATEGIES + OPTIONAL_STRATEGIES]
+        unknown = [s for s in self.strategies if s not in STRATEGY_NAMES]
         if unknown or not self.strategies:
             raise ConfigError(
                 f"eval: unknown strategy {', '.join(unknown) or '(none)'}; "
-                f"choose from {', '.join(STRATEGIES + OPTIONAL_STRATEGIES)}"
+                f"choose from {', '.join(STRATEGY_NAMES)}"
             )
         if self.k < 1:
             raise ConfigError(f"eval: --k must be >= 1, got {self.k}")

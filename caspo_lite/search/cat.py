@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from caspo_lite.engines.base import Engine
+from caspo_lite.labelers import Label, verify_step
 from caspo_lite.search.base import ExtractFn, StrategyBase, most_confident, weighted_vote
 from caspo_lite.search.cat_calibration import SECTION, answer_probability, load_calibration, threshold_for
 from caspo_lite.search.events import AnswerChosen, BranchFinished, SearchEvent
@@ -268,8 +269,6 @@ class CaTVerify(CaT):
     name: str = "cat-verify"
 
     def _rejects(self, b: Branch) -> str | None:
-        from caspo_lite.labelers import Label, verify_step
-
         step = "".join(b.pieces[b.last_step_start : b.step_start])
         if step.strip() and verify_step(step) is Label.WRONG:
             return PRUNE_VERIFY

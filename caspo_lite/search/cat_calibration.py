@@ -1,4 +1,4 @@
-"""CaT's thresholds from a model's calibration file (section ``cat``), and how to fit them.
+"""CaT's thresholds from a model's calibration file (section ``cat``), and the fit itself.
 
 Why: a percentile of the confidences of *this* problem's warm-up paths only exists once several
 paths closed a step, and always prunes the same share of paths whatever the problem. Percentiles
@@ -14,7 +14,9 @@ Section layout (inside `caspo_lite.calibration_file`'s calibration.json)::
             "path": {"5": 0.64, ...}}                           # path confidence at each boundary
 
 The thresholds hold only for the signal and path mode they were fitted with: `threshold_for`
-returns None for any other (CaT then falls back to warm-up paths).
+returns None for any other (CaT then falls back to warm-up paths). Collecting the confidences
+(sampling dev problems, or reading an eval's records) is `caspo_lite.cat_fit`'s job: it runs
+searches, so it sits above this module, which the search reads.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from caspo_lite.calibration_file import (
     calibration_path,
     read_calibration,
     read_gguf_calibration,
-    update_section,
 )
 from caspo_lite.errors import DataError, ModelError
 from caspo_lite.search.events import BranchFinished, StepDone
@@ -199,154 +200,3 @@ def answer_probability(
         return float(finished.path_confidence) if p is None else p
 
     return prob
-
-
-def fit_and_store(
-    engine: Any,
-    prompts: Sequence[Any],
-    extract_answer: Callable[[str], str | None],
-    search: Any,
-    confidence: Any,
-    steps: Any,
-    out: Path | None = None,
-    split: str = "dev",
-    model: dict[str, Any] | None = None,
-    on_problem: Callable[[int], None] | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """Sample K paths per dev prompt (as self-consistency), fit the section, write it.
-
-    ``out`` defaults to the model's own calibration file (round folder or data dir by sha256).
-    """
-    from dataclasses import replace
-
-    from caspo_lite.search import get_strategy, run_search
-
-    strategy = get_strategy("sc", replace(search, strategy="sc"), confidence, steps)
-    all_steps: list[float] = []
-    all_paths: list[float] = []
-    for i, prompt in enumerate(prompts):
-        res = run_search(engine, prompt, strategy, extract_answer)
-        s, p = boundary_confidences(res.events)
-        all_steps += s
-        all_paths += p
-        if on_problem is not None:
-            on_problem(i)
-    section = fit_cat_thresholds(
-        all_steps, all_paths, confidence.signal, confidence.path_mode, split, len(prompts)
-    )
-    target = out or model_calibration_file(engine)
-    if target is None:
-        raise DataError("calibrate-cat: this engine has no model file; give --out PATH/" + FILE_NAME)
-    update_section(target, SECTION, section, model)
-    return target, section
-
-
-FIT_SPLITS = ("train", "dev")  # never heldout or test: the thresholds are defaults chosen on data
-
-
-def calibrate_model(
-    model: str,
-    task_name: str = "arith",
-    task_path: str | None = None,
-    n: int = 50,
-    split: str = "dev",
-    seed: int = 0,
-    search: Any = None,
-    confidence: Any = None,
-    steps: Any = None,
-    out: Path | None = None,
-    n_threads: int | None = None,
-    on_problem: Callable[[int], None] | None = None,
-) -> tuple[Path, dict[str, Any]]:
-    """Load ``model``, sample K paths on ``n`` problems of ``split`` and store the ``cat`` section."""
-    from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
-    from caspo_lite.engines import load_engine
-    from caspo_lite.errors import ConfigError
-    from caspo_lite.tasks import get_task
-
-    if split not in FIT_SPLITS:
-        raise ConfigError(
-            f"calibrate-cat --split {split!r}: fit on {' or '.join(FIT_SPLITS)}, never on {split}"
-        )
-    task = get_task(task_name, path=task_path or None)
-    problems = task.load(n=n, seed=seed, split=split)
-    if not problems:
-        raise DataError(f"task {task_name!r} has no problems in split {split!r}")
-    search = (search or SearchSection()).validate()
-    engine = load_engine(model, n_threads=n_threads)
-    try:
-        ident = {"name": model}
-        path = getattr(engine, "path", None)
-        if path is not None:
-            from caspo_lite.calibration_file import file_sha256
-
-            ident["sha256"] = file_sha256(Path(path))
-        return fit_and_store(
-            engine,
-            [task.prompt(p) for p in problems],
-            task.extract_answer,
-            search,
-            confidence or ConfidenceSection(),
-            steps or StepsSection(),
-            out=out,
-            split=split,
-            model=ident,
-            on_problem=on_problem,
-        )
-    finally:
-        engine.close()
-
-
-def confidences_from_records(records: Iterable[dict[str, Any]]) -> tuple[list[float], list[float], int]:
-    """(step confidences, path confidences at each boundary, problems) from eval records.
-
-    For an eval of ``sc`` (independent samples, nothing shared) this is what `fit_and_store`
-    collects while sampling; the path confidence at a boundary is the geometric mean of the
-    step confidences so far (path mode ``geomean``).
-    """
-    from caspo_lite.confidence import geometric_mean
-
-    steps: list[float] = []
-    paths: list[float] = []
-    problems: set[str] = set()
-    for rec in records:
-        problems.add(str(rec.get("problem_id")))
-        for path in rec.get("paths") or []:
-            confs = [s["confidence"] for s in path.get("steps") or [] if s.get("confidence") is not None]
-            steps += confs
-            paths += [geometric_mean(confs[: j + 1]) for j in range(len(confs))]
-    return steps, paths, len(problems)
-
-
-def calibrate_from_eval(
-    eval_dir: Path, out: Path | None, signal: str, path_mode: str, engine: Any = None
-) -> tuple[Path, dict[str, Any]]:
-    """Fit the ``cat`` section from an eval folder's ``sc`` records (no new sampling).
-
-    Refuses an eval of the heldout or test split, and one whose confidence signal differs.
-    """
-    import json
-
-    from caspo_lite.errors import ConfigError
-    from caspo_lite.eval.runner import CONFIG_FILE, RECORDS_FILE, read_records
-
-    cfg_file = eval_dir / CONFIG_FILE
-    if not cfg_file.is_file():
-        raise DataError(f"{cfg_file}: not found; give the --out folder of a caspo-lite eval or cat_vs_sc run")
-    meta = json.loads(cfg_file.read_text(encoding="utf-8"))
-    split = str(meta.get("split"))
-    if split not in FIT_SPLITS:
-        raise ConfigError(f"{cfg_file}: split {split!r}; fit on {' or '.join(FIT_SPLITS)}, never on {split}")
-    conf = meta.get("confidence") or {}
-    if (conf.get("signal"), conf.get("path_mode")) != (signal, path_mode):
-        raise ConfigError(f"{cfg_file}: confidence {conf} was not signal={signal!r}, path_mode={path_mode!r}")
-    records = [r for r in read_records(eval_dir / RECORDS_FILE) if r.get("strategy") == "sc"]
-    if not records:
-        raise DataError(f"{eval_dir / RECORDS_FILE}: no 'sc' records to fit on")
-    steps, paths, n = confidences_from_records(records)
-    section = fit_cat_thresholds(steps, paths, signal, path_mode, split, n)
-    target = out or (model_calibration_file(engine) if engine is not None else None)
-    if target is None:
-        raise DataError("calibrate-cat --from-eval: give --out PATH/" + FILE_NAME)
-    update_section(target, SECTION, section, {"name": ", ".join(meta.get("models") or [])})
-    return target, section

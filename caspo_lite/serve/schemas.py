@@ -13,13 +13,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from caspo_lite.confidence import SIGNALS
+from caspo_lite.search import STRATEGIES
+
 
 class CaspoOptions(BaseModel):
     """The search a request asks for; every field falls back to the server's default."""
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: str | None = Field(None, description="greedy, sc, bon, deepconf or cat.")
+    strategy: str | None = Field(None, description=f"Search strategy: {STRATEGIES.choices()}.")
     k: int | None = Field(None, description="Budget: paths started.")
     branch_factor: int | None = Field(None, description="CaT: children per fork.")
     beam_width: int | None = Field(None, description="CaT: most paths alive at once.")
@@ -28,7 +31,7 @@ class CaspoOptions(BaseModel):
     warmup: int | None = Field(None, description="CaT/DeepConf: warm-up steps that calibrate the threshold.")
     accept_threshold: float | None = Field(None, description="CaT: stop once a path reaches this confidence.")
     selection: Literal["max", "vote"] | None = Field(None, description="CaT: max path confidence or vote.")
-    signal: str | None = Field(None, description="Token confidence: entropy, margin, maxprob, deepconf.")
+    signal: str | None = Field(None, description=f"Token confidence: {', '.join(SIGNALS)}.")
     path_mode: str | None = Field(None, description="Path confidence: geomean, min, tail.")
     task: str | None = Field(None, description="Prompt and grade as this task (e.g. arith, gsm8k).")
     prompt_style: Literal["fewshot", "chat"] | None = Field(

@@ -9,45 +9,55 @@ tasks find their data through `path`, else ``CASPO_LITE_DATA``, else ``../shared
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from caspo_lite.errors import ConfigError
+from caspo_lite.registry import Registry
+from caspo_lite.tasks.arith import PROMPTS, ArithTask, get_level
+from caspo_lite.tasks.asdiv import ASDivTask
 from caspo_lite.tasks.base import Problem, Prompt, Task
+from caspo_lite.tasks.gsm8k import GSM8KTask
+from caspo_lite.tasks.jsonl import JsonlTask
+from caspo_lite.tasks.math import MathTask
+from caspo_lite.tasks.multiarith import MultiArithTask
+from caspo_lite.tasks.svamp import SVAMPTask
 
-TASK_NAMES: tuple[str, ...] = (
-    "arith",
-    "gsm8k",
-    "math500",
-    "aime24",
-    "amc23",
-    "svamp",
-    "asdiv",
-    "multiarith",
-    "jsonl",
+
+def _arith(path: str | None = None, **options: Any) -> Task:
+    return ArithTask(**options)  # generated: no data file
+
+
+def _math(name: str) -> Callable[..., Task]:
+    def build(path: str | None = None, **options: Any) -> Task:
+        return MathTask(name=name, path=path, **options)
+
+    return build
+
+
+TASKS: Registry[Callable[..., Task]] = Registry(
+    "task",
+    {
+        "arith": _arith,
+        "gsm8k": GSM8KTask,
+        "math500": _math("math500"),
+        "aime24": _math("aime24"),
+        "amc23": _math("amc23"),
+        "svamp": SVAMPTask,
+        "asdiv": ASDivTask,
+        "multiarith": MultiArithTask,
+        "jsonl": JsonlTask,
+    },
 )
+TASK_NAMES = TASKS.names
 
 
 def get_task(name: str, path: str | None = None, **options: Any) -> Task:
     """A task by name; ConfigError names the known tasks or the bad option."""
-    from caspo_lite.tasks.arith import ArithTask
-    from caspo_lite.tasks.asdiv import ASDivTask
-    from caspo_lite.tasks.gsm8k import GSM8KTask
-    from caspo_lite.tasks.jsonl import JsonlTask
-    from caspo_lite.tasks.math import MathTask
-    from caspo_lite.tasks.multiarith import MultiArithTask
-    from caspo_lite.tasks.svamp import SVAMPTask
-
-    if name not in TASK_NAMES:
-        raise ConfigError(f"unknown task '{name}' (known: {', '.join(TASK_NAMES)})")
+    build = TASKS[name]
     try:
-        if name == "arith":
-            return ArithTask(**options)
-        if name in ("math500", "aime24", "amc23"):
-            return MathTask(name=name, path=path, **options)
-        cls = {"gsm8k": GSM8KTask, "svamp": SVAMPTask, "asdiv": ASDivTask, "multiarith": MultiArithTask}.get(
-            name
-        )
-        return (cls or JsonlTask)(path=path, **options)
+        return build(path=path, **options)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"task '{name}': {exc}") from None
 
@@ -61,10 +71,6 @@ def configured_task(
     task and style see the same prompt. ``None`` keeps the task's own default.
     """
     if name == "arith":
-        from dataclasses import replace
-
-        from caspo_lite.tasks.arith import PROMPTS, get_level
-
         chosen = get_level(level or "default")
         if prompt_style is not None:
             if prompt_style not in PROMPTS:
@@ -77,4 +83,4 @@ def configured_task(
     return get_task(name, path=path, **options)
 
 
-__all__ = ["TASK_NAMES", "Problem", "Prompt", "Task", "configured_task", "get_task"]
+__all__ = ["TASKS", "TASK_NAMES", "Problem", "Prompt", "Task", "configured_task", "get_task"]

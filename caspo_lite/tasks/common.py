@@ -24,6 +24,7 @@ from caspo_lite.quantities import UNIT_CONSTANTS
 from caspo_lite.tasks import data
 from caspo_lite.tasks.answers import extract_numeric_answer, grade_numeric
 from caspo_lite.tasks.base import Problem, Prompt
+from caspo_lite.tasks.gsm8k_rows import read_gsm8k
 
 INSTRUCTION = (
     "Solve the problem step by step. Write one calculation per line, like '12 + 5 = 17'. "
@@ -81,11 +82,8 @@ def pick_train_shots(problems: list[Problem], k: int = TRAIN_SHOTS) -> list[Prob
 
 def train_shots(path: str | None = None) -> list[Problem]:
     """``fewshot-train``'s examples, drawn from GSM8K's train split (never its dev or test)."""
-    from caspo_lite.tasks.gsm8k import GSM8KTask  # gsm8k builds on this module
-
-    gsm8k = GSM8KTask(path=path if path and Path(path).is_dir() else None)
     try:
-        return pick_train_shots(gsm8k._read("train"))
+        return pick_train_shots(read_gsm8k("train", path if path and Path(path).is_dir() else None))
     except DataError as exc:
         raise DataError(
             f"the fewshot-train prompt takes its examples from GSM8K train: {exc} "

@@ -14,33 +14,12 @@ labeler reads the gold structure from them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from caspo_lite.errors import DataError
-from caspo_lite.numbers import normalize_number_text
-from caspo_lite.structure import annotations
 from caspo_lite.tasks.base import Problem
-from caspo_lite.tasks.common import WordProblemTask, rows_of
-from caspo_lite.tasks.data import field
-
-N_DEV = 500
-_ANNOTATION = re.compile(r"<<[^<>]*>>")
-
-
-def strip_annotations(text: str) -> str:
-    """'48/2 = <<48/2=24>>24' -> '48/2 = 24'."""
-    return _ANNOTATION.sub("", text)
-
-
-def parse_gold(answer: str) -> tuple[tuple[str, ...], str] | None:
-    """(gold steps, final answer) from a GSM8K answer field; None when '####' is missing."""
-    body, sep, final = answer.rpartition("####")
-    if not sep or not final.strip():
-        return None
-    steps = tuple(line.strip() for line in strip_annotations(body).splitlines() if line.strip())
-    return steps, normalize_number_text(final.strip())
+from caspo_lite.tasks.common import WordProblemTask
+from caspo_lite.tasks.gsm8k_rows import N_DEV, parse_gold, read_gsm8k, strip_annotations
 
 
 @dataclass
@@ -49,19 +28,7 @@ class GSM8KTask(WordProblemTask):
     splits: ClassVar[tuple[str, ...]] = ("train", "dev", "test")
 
     def _read(self, split: str) -> list[Problem]:
-        source = "test" if split == "test" else "train"
-        file, rows = rows_of(f"gsm8k/{source}.jsonl", self.path)
-        problems = []
-        for index, (lineno, row) in enumerate(rows):
-            question = str(field(row, "question", file, lineno)).strip()
-            gold = parse_gold(str(field(row, "answer", file, lineno)))
-            if gold is None:
-                raise DataError(f"{file}:{lineno}: field 'answer' has no '#### <number>' final line")
-            steps, answer = gold
-            meta = {"line": lineno, "calculations": annotations(str(row["answer"]))}
-            problems.append(Problem(f"gsm8k-{source}-{index}", question, answer, steps, meta))
-        if split == "train":
-            return problems[:-N_DEV]
-        if split == "dev":
-            return problems[-N_DEV:]
-        return problems
+        return read_gsm8k(split, self.path)
+
+
+__all__ = ["N_DEV", "GSM8KTask", "parse_gold", "strip_annotations"]

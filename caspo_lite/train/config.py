@@ -19,6 +19,7 @@ from caspo_lite.config import (
     load_config,
     to_dict,
 )
+from caspo_lite.labeler_registry import LABELERS
 from caspo_lite.pairs import MODES, PairRule
 
 
@@ -96,7 +97,7 @@ class LabelsSection:
     judge_max_tokens: int = _f(8, "judge: max tokens of the verdict.")
 
     def __post_init__(self) -> None:
-        _choice("labels.labeler", self.labeler, ("verify", "rollout", "verify+rollout", "judge"))
+        _choice("labels.labeler", self.labeler, LABELERS.names)
         _positive("labels.rollout_k", self.rollout_k)
         if not 0.0 < self.rollout_min_frac <= 1.0:
             raise ValueError(f"labels.rollout_min_frac must be in (0, 1], got {self.rollout_min_frac}")

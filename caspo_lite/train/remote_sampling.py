@@ -21,7 +21,7 @@ from caspo_lite.search.runner import _ANSWER_LINE
 from caspo_lite.steps import StepRule, StepSegmenter
 from caspo_lite.tasks.base import Problem, Prompt, Task
 from caspo_lite.train.config import TrainConfig
-from caspo_lite.train.sampling import _steps_of, _Trace, prompt_text
+from caspo_lite.train.sample_record import Trace, prompt_text, steps_of
 
 
 def replay(
@@ -31,9 +31,9 @@ def replay(
     extract_answer: Any,
     max_tokens: int,
     confidence: Any,
-) -> tuple[_Trace, str, str]:
+) -> tuple[Trace, str, str]:
     """(trace, solution text, stop reason) of one remote completion, cut as the runner cuts."""
-    trace = _Trace([], [], [], [])
+    trace = Trace([], [], [], [])
     seg = StepSegmenter(rule)
     step_start = 0
     reason = "max tokens" if completion.finish_reason == "length" else "eos"
@@ -91,7 +91,7 @@ def sample_problem_remote(
         trace, solution_text, reason = replay(
             completion, rule, stops, task.extract_answer, sc.max_tokens, confidence
         )
-        steps = _steps_of(trace, solution_text)
+        steps = steps_of(trace, solution_text)
         for st in steps:
             st["confidence"] = step_confidence(st["token_confidences"])
         answer = task.extract_answer(solution_text)

@@ -195,9 +195,8 @@ def run_round(
     from caspo_lite.backend import free_accelerator_memory
 
     backend = backend or start_backend(cfg)
-    from caspo_lite.labelers import get_labeler
+    from caspo_lite.labeler_registry import get_labeler
     from caspo_lite.pairs import Pair, build_pairs
-    from caspo_lite.train import labelers_model  # noqa: F401  (registers rollout/judge)
     from caspo_lite.train.labeling import label_round, step_confidence_by_label, to_problem_samples
 
     rd = run.round(r)

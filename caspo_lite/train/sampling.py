@@ -13,10 +13,8 @@ this process. That is what makes a resumed run byte-identical to an uninterrupte
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from caspo_lite.engines.base import Engine
@@ -25,61 +23,10 @@ from caspo_lite.search.factory import build_runner
 from caspo_lite.tasks.base import Problem, Prompt, Task
 from caspo_lite.train.config import TrainConfig
 from caspo_lite.train.ledger import fault_point
+from caspo_lite.train.remote_sampling import sample_problem_remote
+from caspo_lite.train.sample_record import Trace, problem_seed, prompt_text, steps_of
 
 log = logging.getLogger(__name__)
-
-
-def problem_seed(seed: int, round_index: int, problem_id: str) -> int:
-    """A 63-bit seed from (run seed, round, problem id); stable across processes and platforms."""
-    digest = hashlib.sha256(f"{seed}:{round_index}:{problem_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def prompt_text(prompt: Prompt, tokenizer: Any | None) -> str:
-    """The prompt as model text (the DPO "prompt" column): raw text, or the chat template applied."""
-    if prompt.text is not None:
-        return prompt.text
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            list(prompt.messages), tokenize=False, add_generation_prompt=True
-        )
-    return "\n".join(m["content"] for m in prompt.messages) + "\n"
-
-
-@dataclass
-class _Trace:
-    tokens: list[int]
-    pieces: list[str]
-    confs: list[float]
-    step_lens: list[int]
-
-
-def _steps_of(trace: _Trace, text: str) -> list[dict[str, Any]]:
-    """Step records over the branch's tokens, cut to the finished text (stop strings trimmed)."""
-    steps, start = [], 0
-    for n in trace.step_lens:
-        piece_text = "".join(trace.pieces[start : start + n])
-        steps.append(
-            {
-                "text": piece_text,
-                "token_ids": trace.tokens[start : start + n],
-                "token_confidences": trace.confs[start : start + n],
-            }
-        )
-        start += n
-    out, pos = [], 0
-    for st in steps:
-        remaining = text[pos:]
-        if not remaining:
-            break
-        if not remaining.startswith(st["text"]):  # the stop string was trimmed inside this step
-            st = {**st, "text": remaining if st["text"].startswith(remaining) else st["text"]}
-        pos += len(st["text"])
-        if st["text"].strip():
-            out.append(st)
-        elif out:  # whitespace-only tail joins the previous step
-            out[-1] = {**out[-1], "text": out[-1]["text"] + st["text"]}
-    return out
 
 
 def sample_problem(
@@ -98,19 +45,17 @@ def sample_problem(
     prompt = prompt or task.prompt(problem)
     n = n or cfg.sample.n
     if getattr(engine, "remote", False):  # whole completions from an endpoint (engines/openai.py)
-        from caspo_lite.train.remote_sampling import sample_problem_remote
-
         return sample_problem_remote(engine, task, problem, cfg, seed, tokenizer, n, prompt)
     runner = build_runner(
         engine, prompt, task.extract_answer, n, cfg.sample, cfg.confidence, cfg.steps, seed=seed
     )
-    traces: dict[int, _Trace] = {}
+    traces: dict[int, Trace] = {}
     finished: dict[int, BranchFinished] = {}
     runner.open()
     try:
         for _ in range(n):
             b, _ev = runner.start(reason="sample")
-            traces[b.id] = _Trace([], [], [], [])
+            traces[b.id] = Trace([], [], [], [])
         while runner.live:
             for ev in runner.advance():
                 if isinstance(ev, TokenGenerated):
@@ -127,7 +72,7 @@ def sample_problem(
     solutions = []
     for i in range(n):
         fin = finished[i]
-        steps = _steps_of(traces[i], fin.text)
+        steps = steps_of(traces[i], fin.text)
         for st in steps:
             st["confidence"] = step_confidence(st["token_confidences"])
         answer = fin.answer

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Tree
 from textual.worker import get_current_worker
 
@@ -27,15 +25,15 @@ from caspo_lite.search.events import AnswerChosen, SearchEvent
 from caspo_lite.search.tree import ROOT, SearchTree
 from caspo_lite.tui.history import Turn, append_turn, export_tree
 from caspo_lite.tui.inference import EventBatcher, prepare
-from caspo_lite.tui.messages import SearchEnded, SearchProgressed, SearchStarted
+from caspo_lite.tui.messages import ModelChosen, SearchEnded, SearchProgressed, SearchStarted
+from caspo_lite.tui.screens.base import CaspoScreen
+from caspo_lite.tui.screens.history import HistoryScreen
+from caspo_lite.tui.screens.settings import SettingsScreen
 from caspo_lite.tui.settings import ChatSettings
 from caspo_lite.tui.widgets.conversation import ConversationView, answer_markdown
 from caspo_lite.tui.widgets.reasoning_tree import ReasoningTree
 from caspo_lite.tui.widgets.status_bar import SearchStatus, StatusBar
 from caspo_lite.tui.widgets.token_view import TokenView
-
-if TYPE_CHECKING:
-    from caspo_lite.tui.app import CaspoApp
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ def shown_answer_confidence(
     return confidence_from_events(settings.model, events, chosen, settings.abstain_below)
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(CaspoScreen):
     # Esc cancels a running search and otherwise goes home: `check_action` shows the one that
     # applies in the footer (the other stays hidden) and the key falls through to it.
     BINDINGS = [
@@ -74,10 +72,6 @@ class ChatScreen(Screen[None]):
         self.current_turn: Turn | None = None
         self._t0 = 0.0
         self._t1: float | None = None
-
-    @property
-    def caspo(self) -> CaspoApp:
-        return self.app  # type: ignore[return-value]
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -156,6 +150,12 @@ class ChatScreen(Screen[None]):
         if self.state != "done" or settings.search.strategy == "sc":
             return None
         return self.tree_model.tokens_saved_vs_sc(settings.search.k)
+
+    def on_model_chosen(self, message: ModelChosen) -> None:
+        """The app's settings name another model (`CaspoApp.chat_with`): show it while idle."""
+        if not self.busy:
+            self.run_settings = None
+            self.refresh_status()
 
     def refresh_status(self) -> None:
         self.status_bar.show(self._status())
@@ -323,8 +323,6 @@ class ChatScreen(Screen[None]):
         self.app.switch_mode("home")
 
     def action_settings(self) -> None:
-        from caspo_lite.tui.screens.settings import SettingsScreen
-
         def applied(new: ChatSettings | None) -> None:
             if new is not None:
                 self.caspo.remember_settings(new)
@@ -336,8 +334,6 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(SettingsScreen(self.caspo.settings), applied)
 
     def action_history(self) -> None:
-        from caspo_lite.tui.screens.history import HistoryScreen
-
         def chosen(turns: list[Turn] | None) -> None:
             if turns:
                 self.load_conversation(turns)

@@ -12,22 +12,19 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, ProgressBar, Select, Static
 
+from caspo_lite.tui.messages import ShowRound
 from caspo_lite.tui.runs import finished_rounds
+from caspo_lite.tui.screens.base import CaspoScreen
 from caspo_lite.tui.widgets.log_tail import LogTail
 from caspo_lite.tui.widgets.tick_list import TickList
-
-if TYPE_CHECKING:
-    from caspo_lite.tui.app import CaspoApp
 
 QUANT_CHOICES = ("q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0", "f16", "bf16", "f32")
 FILE_LINE = re.compile(r"^(?P<path>.+\.gguf)\s{2}(?P<quant>\S+)\s{2}")
@@ -44,7 +41,7 @@ def round_label(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-class ExportScreen(Screen[None]):
+class ExportScreen(CaspoScreen):
     BINDINGS = [
         Binding("f7", "export", "Export"),
         Binding("f8", "chat", "Chat with it"),
@@ -57,10 +54,6 @@ class ExportScreen(Screen[None]):
         self.error: str | None = None
         self.files: list[Path] = []
         self.log_lines: list[str] = []
-
-    @property
-    def caspo(self) -> CaspoApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="export-box"):
@@ -85,10 +78,13 @@ class ExportScreen(Screen[None]):
     def on_screen_resume(self) -> None:
         self.refresh_rounds()
 
-    def refresh_rounds(self) -> None:
-        """List every exportable round; preselect the one another screen asked for."""
+    def on_show_round(self, message: ShowRound) -> None:
+        """Another screen asked for this round (`CaspoApp.open_export`)."""
+        self.refresh_rounds(message.round_dir)
+
+    def refresh_rounds(self, wanted: Path | None = None) -> None:
+        """List every exportable round; preselect ``wanted`` (else keep the pick, else the last)."""
         rounds = finished_rounds(self.caspo.runs_root)
-        wanted = self.caspo.export_source
         if wanted is not None and Path(wanted) not in rounds:
             rounds.append(Path(wanted))
         select = self.query_one("#round", Select)
@@ -96,7 +92,6 @@ class ExportScreen(Screen[None]):
         select.set_options([(round_label(p), str(p)) for p in rounds])
         if wanted is not None:
             select.value = str(wanted)
-            self.caspo.export_source = None
         elif current is not Select.BLANK and any(str(p) == current for p in rounds):
             select.value = current
         elif rounds:
@@ -176,14 +171,4 @@ class ExportScreen(Screen[None]):
         if not self.files:
             self.notify("Export a round first.")
             return
-        from caspo_lite.tui.settings import apply_form
-
-        self.caspo.settings = apply_form(self.caspo.settings, {"model": str(self.files[0])})
-        chat = self.caspo.chat  # a new chat screen reads the settings when it is composed
-
-        def show_model() -> None:
-            if chat.is_mounted and not chat.busy:
-                chat.run_settings = None
-                chat.refresh_status()
-
-        self.app.call_after_refresh(show_model)
+        self.caspo.chat_with(str(self.files[0]))

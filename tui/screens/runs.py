@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from caspo_lite.runs import is_round_dir
 from caspo_lite.tui.runs import RoundState, RunState, list_runs
+from caspo_lite.tui.screens.base import CaspoScreen
 from caspo_lite.tui.widgets.run_progress import STATUS_STYLE
-
-if TYPE_CHECKING:
-    from caspo_lite.tui.app import CaspoApp
 
 COLUMNS = (
     "run",
@@ -95,7 +91,7 @@ def round_cells(run: RunState, rd: RoundState | None, first: bool) -> tuple[Text
     return (name, status, when, Text(str(rd.index)), stages, pairs, margin, dev, ggufs)
 
 
-class RunsScreen(Screen[None]):
+class RunsScreen(CaspoScreen):
     BINDINGS = [
         Binding("f5", "refresh_runs", "Refresh"),
         Binding("f6", "open_run", "Open in train"),
@@ -107,10 +103,6 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.runs: list[RunState] = []
         self.rows: dict[str, tuple[Path, Path | None]] = {}  # row key -> (run folder, round folder)
-
-    @property
-    def caspo(self) -> CaspoApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="runs-box"):
@@ -179,11 +171,9 @@ class RunsScreen(Screen[None]):
         elif not rd.finished:
             self.notify(f"round {rd.index} is not finished yet.", severity="warning")
             return
-        self.caspo.export_source = hit[1]
-        self.app.switch_mode("export")
+        self.caspo.open_export(hit[1])
 
     def action_open_run(self) -> None:
         hit = self._highlighted()
         if hit is not None:
-            self.caspo.train_out = hit[0]
-            self.app.switch_mode("train")
+            self.caspo.open_train(hit[0])

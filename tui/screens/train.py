@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Select, Static
 
 from caspo_lite.errors import CaspoError
+from caspo_lite.tui.messages import AttachRun
 from caspo_lite.tui.runs import ProgressRates, RunState, read_config, read_run, tail
+from caspo_lite.tui.screens.base import CaspoScreen
 from caspo_lite.tui.train_process import (
     LOG_FILE,
     MAIN_FIELDS,
@@ -42,9 +43,6 @@ from caspo_lite.tui.train_process import (
 from caspo_lite.tui.widgets.log_tail import LogTail
 from caspo_lite.tui.widgets.metric_spark import MetricSpark
 from caspo_lite.tui.widgets.run_progress import RunProgress
-
-if TYPE_CHECKING:
-    from caspo_lite.tui.app import CaspoApp
 
 FILL_AFTER_S = 0.8  # a pause in typing the run folder this long fills the form from its run
 PLAN_HINT = "Pick a recipe; Start shows its plan, then trains."
@@ -105,7 +103,7 @@ def field_id(key: str) -> str:
     return "f-" + key.replace(".", "-").replace("_", "-")
 
 
-class TrainScreen(Screen[None]):
+class TrainScreen(CaspoScreen):
     BINDINGS = [
         Binding("f6", "plan", "Plan"),
         Binding("f7", "start", "Start"),
@@ -130,10 +128,6 @@ class TrainScreen(Screen[None]):
         self.shown_run: Path | None = None  # the run folder the panels show
         self._fill_timer: Timer | None = None
         self.rates = ProgressRates()
-
-    @property
-    def caspo(self) -> CaspoApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         root = self.caspo.recipes_root
@@ -170,24 +164,19 @@ class TrainScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        target, self.caspo.train_out = self.caspo.train_out, None
-        if target is not None:
-            self.attach(target)
-        else:
-            select = self.query_one("#recipe", Select)
-            default = next(
-                (p for p in self.recipes if p.stem == "tiny-ci"), self.recipes[0] if self.recipes else None
-            )
-            if default is not None:
-                self._load_fields(default)  # now, not when Select.Changed arrives (it is the same recipe)
-                select.value = str(default)
+        select = self.query_one("#recipe", Select)
+        default = next(
+            (p for p in self.recipes if p.stem == "tiny-ci"), self.recipes[0] if self.recipes else None
+        )
+        if default is not None:
+            self._load_fields(default)  # now, not when Select.Changed arrives (it is the same recipe)
+            select.value = str(default)
         self.query_one("#recipe", Select).focus()  # Enter opens the recipe list at once
         self.set_interval(self.caspo.poll_s, self.poll)
 
-    def on_screen_resume(self) -> None:
-        target, self.caspo.train_out = self.caspo.train_out, None
-        if target is not None:
-            self.attach(target)
+    def on_attach_run(self, message: AttachRun) -> None:
+        """Another screen asked for this run (`CaspoApp.open_train`)."""
+        self.attach(message.run_dir)
 
     # -- the form --------------------------------------------------------------------------------
 
@@ -396,8 +385,7 @@ class TrainScreen(Screen[None]):
         if not finished:
             self.notify("No finished round to export yet.")
             return
-        self.caspo.export_source = finished[-1]
-        self.app.switch_mode("export")
+        self.caspo.open_export(finished[-1])
 
     # -- polling ---------------------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from caspo_lite import model_labelers  # noqa: E402
 from caspo_lite.errors import ConfigError  # noqa: E402
-from caspo_lite.labelers import Label, get_labeler  # noqa: E402
+from caspo_lite.labeler_registry import get_labeler  # noqa: E402
+from caspo_lite.labelers import Label  # noqa: E402
+from caspo_lite.model_labelers import RolloutLabeler, problem_seed  # noqa: E402
 from caspo_lite.tasks.arith import ArithTask  # noqa: E402
 from caspo_lite.tasks.base import Problem  # noqa: E402
-from caspo_lite.train import labelers_model  # noqa: E402
-from caspo_lite.train.labelers_model import RolloutLabeler, problem_seed  # noqa: E402
 
 TASK = ArithTask(level="easy")
 
@@ -66,7 +67,7 @@ def test_a_shared_prefix_is_rolled_out_once(engine) -> None:  # noqa: ANN001
 
 def test_rollouts_stop_where_the_sampler_stops(engine, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     seen = []
-    real = labelers_model._run
+    real = model_labelers._run
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         seen.append(inspect.signature(real).bind(*args, **kwargs).arguments.get("stop"))
@@ -74,7 +75,7 @@ def test_rollouts_stop_where_the_sampler_stops(engine, monkeypatch: pytest.Monke
         assert not any("\nQ:" in text for text in out)
         return out
 
-    monkeypatch.setattr(labelers_model, "_run", spy)
+    monkeypatch.setattr(model_labelers, "_run", spy)
     problem = _problems()[0]
     _labeler(engine).label(problem, ["Step 1: 3 + 4 = 7"], TASK)
     assert seen == [TASK.prompt(problem).stop] and "\nQ:" in seen[0]

@@ -1,8 +1,8 @@
 """Model-based step labelers (docs/design.md §1.3): ``rollout`` (Math-Shepherd) and ``judge`` (an LLM judge).
 
-Both follow the `caspo_lite.labelers.Labeler` protocol and are registered there under their
-names when this module is imported (`register`). They need an engine, so they are built by
-the training loop, not by the pure labelers module. The prompt the solution was sampled with
+Both follow the `caspo_lite.labelers.Labeler` protocol; `caspo_lite.labeler_registry` names
+them. They need an engine, so the caller (the training loop, `caspo-lite label`) builds them
+with one; the pure labelers module stays free of engines. The prompt the solution was sampled with
 travels in ``problem.meta["prompt_text"]`` (set by the label stage).
 
 Only steps up to the first wrong one are labelled: later ones are never used for pairs, and
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 from caspo_lite.engines.base import Engine
 from caspo_lite.errors import ConfigError
-from caspo_lite.labelers import Label, StepVerdict, explain_solution, register_labeler
+from caspo_lite.labelers import Label, StepVerdict, explain_solution
 from caspo_lite.search.events import BranchFinished
 from caspo_lite.search.factory import build_runner
 from caspo_lite.steps import StepRule
@@ -192,12 +192,3 @@ class JudgeLabeler:
 def verify_rollout(**options: object) -> RolloutLabeler:
     """The combined labeler: verify where it decides, rollouts where it says unknown."""
     return RolloutLabeler(**{**options, "mode": "verify+rollout", "name": "verify+rollout"})  # type: ignore[arg-type]
-
-
-def register() -> None:
-    register_labeler("rollout", RolloutLabeler)
-    register_labeler("verify+rollout", verify_rollout)
-    register_labeler("judge", JudgeLabeler)
-
-
-register()
