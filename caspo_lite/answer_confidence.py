@@ -15,6 +15,7 @@ from typing import Any
 from caspo_lite.answer_signals import signals_from_result
 from caspo_lite.calibration import AnswerCalibration, load_answer_calibration
 from caspo_lite.errors import CaspoError, ConfigError
+from caspo_lite.search.events import BranchFinished
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,6 @@ def confidence_from_events(
     that ran (memoised), so each answer costs one lookup per process at most.
     """
     from types import SimpleNamespace
-
-    from caspo_lite.search.events import BranchFinished
 
     result = SimpleNamespace(
         answer=chosen.answer,

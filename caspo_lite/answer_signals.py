@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from caspo_lite.confidence import geometric_mean
-from caspo_lite.search.events import BranchFinished, BranchStarted, TokenGenerated
+from caspo_lite.search.events import AnswerChosen, BranchFinished, BranchStarted, TokenGenerated
 
 ANSWER_SIGNALS: tuple[str, ...] = ("path", "min_step", "tail", "answer_tokens", "vote_share")
 
@@ -115,8 +115,6 @@ def path_signals(fin: BranchFinished, pieces: Sequence[tuple[str, float]]) -> di
 def chosen_finished(result: Any) -> BranchFinished | None:
     """The finished path the strategy's answer came from (its AnswerChosen branch, else the
     surest path with that answer)."""
-    from caspo_lite.search.events import AnswerChosen
-
     chosen = next((e for e in reversed(result.events or []) if isinstance(e, AnswerChosen)), None)
     if chosen is not None and chosen.branch is not None:
         for f in result.paths:

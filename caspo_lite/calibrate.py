@@ -20,7 +20,12 @@ from typing import Any
 
 from caspo_lite.answer_signals import signals_from_record
 from caspo_lite.calibration import AnswerCalibration, fit_answer_calibration, save_answer_calibration
+from caspo_lite.calibration_file import model_calibration_path, round_dir_of
+from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.errors import ConfigError, DataError
+from caspo_lite.eval.plots import model_slug
+from caspo_lite.eval.runner import CONFIG_FILE, RECORDS_FILE, EvalSpec, iter_eval, read_records
+from caspo_lite.paths import data_dir
 
 REFUSED_SPLITS = ("heldout",)
 
@@ -47,9 +52,6 @@ def fit_from_records(
 
 
 def default_records_dir(model: str, task: str, split: str, seed: int) -> Path:
-    from caspo_lite.eval.plots import model_slug
-    from caspo_lite.paths import data_dir
-
     return data_dir() / "calibrations" / "evals" / f"{model_slug(model)}-{task}-{split}-s{seed}"
 
 
@@ -72,9 +74,6 @@ def calibrate(
     engine_loader: Callable[[str], Any] | None = None,
 ) -> CalibrateResult:
     """Evaluate (or read) dev answers, fit one map per strategy, write the model's calibration."""
-    from caspo_lite.calibration_file import model_calibration_path
-    from caspo_lite.eval.runner import CONFIG_FILE, RECORDS_FILE, EvalSpec, iter_eval, read_records
-
     if split in REFUSED_SPLITS:
         raise ConfigError(f"calibrate: --split {split} is for reporting only; fit on dev (or train)")
     if from_dir is not None:
@@ -87,8 +86,6 @@ def calibrate(
             raise ConfigError(f"calibrate: {records_dir} is a {meta['split']} eval; fit on dev (or train)")
         split, task, seed = meta.get("split", split), meta.get("task", task), meta.get("seed", seed)
     else:
-        from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
-
         records_dir = Path(out) if out is not None else default_records_dir(model, task, split, seed)
         spec = EvalSpec(
             models=[model],
@@ -117,7 +114,6 @@ def calibrate(
     info = {"task": task, "split": split, "seed": seed, "model": model, "records": str(records_dir)}
     cals = [fit_from_records(mine, s, info) for s in strategies]
     path = model_calibration_path(model)
-    from caspo_lite.calibration_file import round_dir_of
 
     ident = {"name": model} if round_dir_of(model) is not None else {"name": model, "sha256": path.stem}
     for cal in cals:

@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 
 from caspo_lite.answer_signals import ANSWER_SIGNALS
+from caspo_lite.calibration_file import locate_calibration, read_calibration, update_section
 from caspo_lite.errors import DataError, ModelError
+from caspo_lite.eval.metrics import auroc
 
 METHODS: tuple[str, ...] = ("isotonic", "platt", "temperature")
 MIN_SAMPLES = 20  # answered dev problems below which no map is fitted (a clear error instead)
@@ -310,8 +312,6 @@ class AnswerCalibration:
 
 
 def _auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    from caspo_lite.eval.metrics import auroc
-
     return auroc(scores, labels).value
 
 
@@ -396,8 +396,6 @@ def load_answer_calibration(model_ref: str | Path, strategy: str = "cat") -> Ans
     Raises:
         ModelError: a calibration exists but is malformed (one line naming the file and field).
     """
-    from caspo_lite.calibration_file import locate_calibration
-
     found = locate_calibration(model_ref)
     if found is None:
         return None
@@ -407,8 +405,6 @@ def load_answer_calibration(model_ref: str | Path, strategy: str = "cat") -> Ans
 
 def save_answer_calibration(path: Path, cal: AnswerCalibration, model: dict[str, Any] | None = None) -> None:
     """Store ``cal`` as its strategy's entry of section ``answer``, keeping other strategies and sections."""
-    from caspo_lite.calibration_file import read_calibration, update_section
-
     data = read_calibration(path) or {}
     section = dict(data.get("answer") or {})
     by = dict(section.get("strategies") or {})

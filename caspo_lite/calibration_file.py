@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import ModelError
+from caspo_lite.models import gguf_path, resolve_model, smollm2_gguf
 from caspo_lite.paths import atomic_write_text, data_dir
+from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
 from caspo_lite.runs import is_round_dir, round_policy_files
 
 FORMAT = "caspo-calibration/1"
@@ -114,7 +116,6 @@ def model_calibration_path(model_ref: str | Path) -> Path:
     round_dir = round_dir_of(model_ref)
     if round_dir is not None:
         return calibration_path(Path(), round_dir)
-    from caspo_lite.models import gguf_path
 
     return calibration_path(gguf_path(str(model_ref)))
 
@@ -149,8 +150,6 @@ def from_gguf_metadata(meta: dict[str, Any], where: str) -> dict[str, Any] | Non
 
 def read_gguf_calibration(path: Path) -> dict[str, Any] | None:
     """The calibration in a GGUF's ``caspo.calibration.*`` keys (header walk only, milliseconds)."""
-    from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
-
     try:
         meta = read_header(path).metadata
     except (GGUFFormatError, OSError) as exc:
@@ -184,18 +183,13 @@ def locate_calibration(model_ref: str | Path) -> tuple[dict[str, Any], str] | No
         data = read_calibration(path)
         if data is not None:
             return data, str(path)
-    from caspo_lite.models import resolve_model
 
     ref = resolve_model(str(model_ref))
     if ref.kind == "gguf" and ref.path is not None:
         gguf: Path | None = ref.path
     elif ref.kind == "builtin" and ref.name == "smollm2-135m":
-        from caspo_lite.models import smollm2_gguf
-
         gguf = smollm2_gguf()
     elif ref.kind == "builtin":
-        from caspo_lite.models import gguf_path
-
         gguf = gguf_path(ref)
     elif ref.kind == "round" and ref.path is not None:  # only an existing GGUF: never export here
         gguf = round_policy_files(ref.path)[1]

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.config import SearchSection
+from caspo_lite.engines import load_engine
 from caspo_lite.errors import ConfigError, ExportError
 from caspo_lite.runs import RunDir, round_policy_files
 from caspo_lite.search.events import StepDone
 from caspo_lite.solve import DEMO_STRATEGIES, BatchSummary, Solved, run_demo, summary_dict
+from caspo_lite.train.config import load_train_config, to_toml
+from caspo_lite.train.rounds import base_policy
+from caspo_lite.train.rounds import train as run_train
 
 log = logging.getLogger(__name__)
 DEMO_RECIPE_NAME = "demo-smollm2.toml"
@@ -64,8 +68,6 @@ def demo_config(
     model: str, recipe: Path | None = None, overrides: Sequence[str] = (), threads: int | None = None
 ):
     """The demo's training config: the recipe with ``model.name`` (and threads) set."""
-    from caspo_lite.train.config import load_train_config
-
     path = Path(recipe) if recipe else default_demo_recipe()
     if not path.is_file():
         raise ConfigError(
@@ -80,8 +82,6 @@ def demo_config(
 
 def check_run_folder(cfg: Any, out: Path) -> None:
     """Fail before any work when ``out`` holds a run of another config (train() would, later)."""
-    from caspo_lite.train.config import to_toml
-
     run = RunDir(Path(out))
     if run.config.exists() and run.config.read_text(encoding="utf-8") != to_toml(cfg):
         raise ConfigError(
@@ -105,8 +105,6 @@ def run_full_demo(
     on_phase: Callable[[str], None] | None = None,
 ) -> DemoReport:
     """Before table, one CASPO round (unless ``train`` is False), after table; see the module doc."""
-    from caspo_lite.engines import load_engine
-
     phase = on_phase or (lambda _name: None)
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
@@ -117,9 +115,6 @@ def run_full_demo(
             load_engine(model, n_threads=threads), n, DEMO_STRATEGIES, search, seed, "", on_solved
         )
         return DemoReport(before, before_model=model, phases={"before": time.perf_counter() - t0})
-
-    from caspo_lite.train.rounds import base_policy
-    from caspo_lite.train.rounds import train as run_train
 
     cfg = demo_config(model, recipe, overrides, threads)
     check_run_folder(cfg, out)

@@ -33,7 +33,9 @@ from typing import Any
 from caspo_lite.errors import ModelError
 from caspo_lite.paths import cache_dir
 from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
+from caspo_lite.quant.gguf_writer import write_gguf
 from caspo_lite.runs import LEDGER_FILE, round_policy_files
+from caspo_lite.tiny import ensure_tiny
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,6 @@ def gguf_path(ref: str | Path | ModelRef) -> Path:
     mref = ref if isinstance(ref, ModelRef) else resolve_model(ref)
     if mref.kind == "builtin":
         if mref.name == "tiny":
-            from caspo_lite.tiny import ensure_tiny
-
             return ensure_tiny().gguf
         return smollm2_gguf()
     if mref.kind == "gguf":
@@ -138,8 +138,6 @@ def hf_path(ref: str | Path | ModelRef) -> Path:
     mref = ref if isinstance(ref, ModelRef) else resolve_model(ref)
     if mref.kind == "builtin":
         if mref.name == "tiny":
-            from caspo_lite.tiny import ensure_tiny
-
             return ensure_tiny().hf_dir
         return smollm2_hf()
     if mref.kind == "hf":
@@ -212,8 +210,6 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 def _export_cached(hf_dir: Path) -> Path:
     """Export an HF folder to f16 GGUF once; the cache key covers its path and weight files."""
-    from caspo_lite.quant.gguf_writer import write_gguf
-
     digest = hashlib.sha1(str(hf_dir.resolve()).encode())
     for f in sorted(hf_dir.glob("*.safetensors")):
         digest.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())

@@ -14,12 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from caspo_lite.answer_confidence import answer_confidence
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
 from caspo_lite.engines.base import Engine
 from caspo_lite.errors import ConfigError
 from caspo_lite.search import SearchResult, get_strategy, run_search
 from caspo_lite.search.events import BranchFinished, BranchPruned, BranchStarted, SearchEvent, StepDone
+from caspo_lite.search.tree import SearchTree
+from caspo_lite.tasks import get_task
+from caspo_lite.tasks.answers import extract_numeric_answer
 from caspo_lite.tasks.base import Problem, Prompt
+from caspo_lite.tasks.common import FEWSHOT_EXAMPLES, FEWSHOT_STOP, fewshot_text
 
 log = logging.getLogger(__name__)
 DEMO_STRATEGIES = ("greedy", "sc", "cat")
@@ -40,8 +45,6 @@ class Solved:
 
 def with_confidence(solved: Solved, calibration: Any, abstain_below: float | None = None) -> Solved:
     """Attach what the user should read as the answer's confidence (calibrated, or labelled raw)."""
-    from caspo_lite.answer_confidence import answer_confidence
-
     solved.shown = answer_confidence(solved.result, calibration, abstain_below)
     return solved
 
@@ -83,9 +86,6 @@ def question_prompt(
         raise ConfigError(
             'empty question: pass the problem text, e.g. caspo-lite solve "What is 12 + 5 - 3?"'
         )
-    from caspo_lite.tasks import get_task
-    from caspo_lite.tasks.answers import extract_numeric_answer
-    from caspo_lite.tasks.common import FEWSHOT_EXAMPLES, FEWSHOT_STOP, fewshot_text
 
     if task_name is None and _BARE_SUM.match(question.strip()):
         task_name = "arith"  # a bare sum: the arith few-shot prompt ("Step k: a op b = c") fits it best
@@ -129,8 +129,6 @@ def solve_batch(
     **task_options: Any,
 ) -> BatchSummary:
     """Solve ``n`` problems of a task and grade them with the task's own grader."""
-    from caspo_lite.tasks import get_task
-
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
     task = get_task(task_name, path=str(path) if path else None, **task_options)
@@ -163,7 +161,6 @@ def run_demo(
     base = search or SearchSection(
         k=6, beam_width=4, branch_factor=2, max_tokens=96, temperature=0.7, seed=seed
     )
-    from caspo_lite.tasks import get_task
 
     problems = get_task("arith", level=level).load(n=n, seed=seed, split="test")
     out = []
@@ -249,8 +246,6 @@ def _answer_counters(r: SearchResult) -> dict[str, Any]:
 
 def search_counters_line(r: SearchResult) -> str:
     """Counters of one search, from its events through the library's tree model."""
-    from caspo_lite.search.tree import SearchTree
-
     tree = SearchTree()
     tree.apply_all(r.events)
     parts = [tree.counter_line()]

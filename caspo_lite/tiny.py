@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.paths import cache_dir
+from caspo_lite.quant.gguf_writer import write_gguf
+from caspo_lite.tasks.arith import ArithTask, format_solution, get_level
 from caspo_lite.tasks.base import Message
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,6 @@ def training_pairs(n: int, levels: Sequence[str], seed: int) -> list[tuple[str, 
 
     n problems per level, from the train split, each level forced to the chat prompt format.
     """
-    from caspo_lite.tasks.arith import ArithTask, format_solution, get_level
-
     pairs = []
     for level in levels:
         task = ArithTask(level=replace(get_level(level), prompt="chat"))
@@ -244,8 +244,6 @@ def _is_fresh(root: Path) -> bool:
 def ensure_tiny() -> TinyModel:
     """Return the cached default tiny model, building it first (~10-30 s) if absent or stale."""
     from filelock import FileLock
-
-    from caspo_lite.quant.gguf_writer import write_gguf
 
     base = cache_dir()
     root = base / "tiny"

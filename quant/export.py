@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from caspo_lite import __version__
+from caspo_lite.calibration_file import locate_calibration, read_calibration, round_dir_of, to_gguf_metadata
 from caspo_lite.errors import ExportError
+from caspo_lite.quant import gguf_writer
+from caspo_lite.quant.gguf_meta import add_verbatim, tokenizer_metadata
+from caspo_lite.quant.gguf_writer import ARCHS
+from caspo_lite.quant.ollama import write_modelfile
 from caspo_lite.quant.quantize import (
     WRITTEN_DIRECTLY,
     parse_quants,
@@ -108,8 +114,6 @@ class ChatInfo:
 
 def supported_spec(cfg: dict[str, Any], where: Path) -> Any:
     """The writer's ArchSpec for this config, or a one-line ExportError pointing at the converter."""
-    from caspo_lite.quant.gguf_writer import ARCHS
-
     arch = (cfg.get("architectures") or [cfg.get("model_type") or "?"])[0]
     if arch not in ARCHS:
         raise ExportError(
@@ -141,8 +145,6 @@ def detect_pre(tokenizer_json: dict[str, Any], gguf_arch: str) -> str:
 
 
 def _add_provenance(writer: Any, src: Source) -> None:
-    from caspo_lite import __version__
-
     writer.add_name(src.name)
     writer.add_quantized_by(f"caspo-lite {__version__}")
     writer.add_string("caspo_lite.version", __version__)
@@ -160,8 +162,6 @@ def source_calibration(src: Source) -> dict[str, Any] | None:
     confidence and CaT thresholds. HF folders, hub ids and adapters have no calibration of
     their own (calibrate the exported GGUF instead).
     """
-    from caspo_lite.calibration_file import locate_calibration, read_calibration, round_dir_of
-
     if src.kind == "round":
         round_dir = round_dir_of(src.reference)
         return read_calibration(round_dir / "calibration.json") if round_dir is not None else None
@@ -172,8 +172,6 @@ def source_calibration(src: Source) -> dict[str, Any] | None:
 
 
 def _add_calibration(writer: Any, src: Source) -> None:
-    from caspo_lite.calibration_file import to_gguf_metadata
-
     data = source_calibration(src)
     if data is not None:
         for key, value in to_gguf_metadata(data).items():
@@ -182,9 +180,6 @@ def _add_calibration(writer: Any, src: Source) -> None:
 
 def _add_tokenizer(writer: Any, src: Source, cfg: dict[str, Any], spec: Any, pre: str | None) -> ChatInfo:
     """Copy tokenizer.* from the origin GGUF, or build it from the HF tokenizer files."""
-    from caspo_lite.quant import gguf_writer
-    from caspo_lite.quant.gguf_meta import add_verbatim, tokenizer_metadata
-
     if src.tokenizer_gguf is not None and pre is None:
         entries = tokenizer_metadata(src.tokenizer_gguf)
         tokens = entries["tokenizer.ggml.tokens"].text()
@@ -209,8 +204,6 @@ def _add_tokenizer(writer: Any, src: Source, cfg: dict[str, Any], spec: Any, pre
 def write_lossless(src: Source, out: Path, dtype: str, pre: str | None = None) -> ChatInfo:
     """Write the f32/f16 GGUF of `src` at `out` (temp + rename) with tokenizer and provenance keys."""
     import gguf
-
-    from caspo_lite.quant import gguf_writer
 
     cfg = read_config(src.hf_dir)
     spec = supported_spec(cfg, src.hf_dir)
@@ -288,8 +281,6 @@ def export(
         ExportError / ModelError: bad source, unsupported architecture, tokenizer mismatch,
             quantization failure. No output file is left behind.
     """
-    from caspo_lite.quant.ollama import write_modelfile
-
     wanted = parse_quants(quants)
     out = Path(out).expanduser()
     with open_source(source, base=base, keep_f32="f32" in wanted) as src:

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import ExportError
+from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
+from caspo_lite.quant.quantize import types_by_group
 
 PROVENANCE_PREFIXES = ("caspo_lite.",)
 PROVENANCE_KEYS = ("general.name", "general.quantized_by", "general.source.url")
@@ -36,9 +38,6 @@ def inspect_gguf(path: str | Path) -> dict[str, Any]:
         ExportError: missing, not a GGUF, or truncated (one line naming the file).
     """
     from gguf import GGMLQuantizationType
-
-    from caspo_lite.quant.gguf_header import GGUFFormatError, read_header
-    from caspo_lite.quant.quantize import types_by_group
 
     path = Path(path).expanduser()
     if not path.is_file():

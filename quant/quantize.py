@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from caspo_lite.errors import ExportError
+from caspo_lite.quant.gguf_header import read_header
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,6 @@ def tensor_group(name: str) -> str:
 def types_by_group(path: Path) -> dict[str, dict[str, int]]:
     """{group: {ggml type name: tensor count}} from the file's tensor table (read in milliseconds)."""
     from gguf import GGMLQuantizationType
-
-    from caspo_lite.quant.gguf_header import read_header
 
     groups: dict[str, Counter[str]] = defaultdict(Counter)
     for name, (_, ttype, _) in read_header(path).tensors.items():

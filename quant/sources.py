@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import ExportError, ModelError
+from caspo_lite.models import hf_path, resolve_model, smollm2_gguf
 from caspo_lite.runs import is_round_dir
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,6 @@ def origin_gguf(hf_dir: Path) -> Path | None:
         stamp = json.loads((hf_dir / "caspo_view.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    from caspo_lite.models import smollm2_gguf
 
     try:
         gguf = smollm2_gguf()
@@ -167,8 +167,6 @@ def _merge_adapter(
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from caspo_lite.models import hf_path
 
     try:
         base_dir = hf_path(base_ref)
@@ -241,8 +239,6 @@ def open_source(reference: str | Path, base: str | None = None, keep_f32: bool =
     Raises:
         ExportError / ModelError: one line naming the file and the fix.
     """
-    from caspo_lite.models import hf_path, resolve_model
-
     text = str(reference)
     path = Path(text).expanduser()
     if path.exists():  # provenance names folders absolutely

@@ -220,7 +220,7 @@ def test_unsloth_is_probed_in_another_process_never_imported_here(
     )
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     forced = backend.Backend("unsloth", "cuda", "mocked: a GPU and the extra")
-    monkeypatch.setattr(backend, "choose_backend", lambda *a, **k: forced)
+    monkeypatch.setattr(rounds, "choose_backend", lambda *a, **k: forced)
     cfg = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / "tiny-ci.toml")
     assert rounds.start_backend(cfg).name == "unsloth"
     assert "unsloth" not in sys.modules

@@ -250,3 +250,20 @@ def test_the_sampled_ids_are_trained_not_a_retokenization(tiny_hf_dir: Path) -> 
     # ids that do not decode to the text (another vocabulary): the text is tokenized instead
     assert row["rejected_ids"] == tok(pair.rejected, add_special_tokens=False)["input_ids"]
     assert differ == [1]
+
+
+def test_lora_on_the_mlp_projections_trains_them(tiny_hf_dir: Path, tmp_path: Path) -> None:
+    """`dpo.target_modules` with the MLP projections (issue 13's option) puts adapters there and
+    one DPO step moves them (LoRA's B matrices start at zero)."""
+    from dataclasses import replace
+
+    from caspo_lite.train import dpo
+
+    cfg = replace(CFG, max_steps=1, target_modules=["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"])
+    built = dpo.build_trainer(tiny_hf_dir, _pairs(), tmp_path, cfg, CPU)
+    model = built.trainer.model
+    mlp_b = {n: p for n, p in model.named_parameters() if "lora_B" in n and ".mlp." in n}
+    assert {n.split(".mlp.")[1].split(".")[0] for n in mlp_b} == {"gate_proj", "up_proj", "down_proj"}
+    assert all(p.requires_grad and float(p.abs().sum()) == 0.0 for p in mlp_b.values())
+    built.trainer.train()
+    assert any(float(p.abs().sum()) > 0.0 for p in mlp_b.values())

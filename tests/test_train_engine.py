@@ -49,8 +49,8 @@ def test_open_engine_logs_the_choice_and_its_reason(
 ) -> None:
     seen: dict = {}
     monkeypatch.setattr(rounds, "_llama_cpp_gpu", lambda: True)
-    monkeypatch.setattr("caspo_lite.backend.detect_device", lambda: "cuda")
-    monkeypatch.setattr("caspo_lite.engines.load_engine", lambda ref, **kw: seen.update(kw, ref=ref))
+    monkeypatch.setattr(rounds, "detect_device", lambda: "cuda")
+    monkeypatch.setattr(rounds, "load_engine", lambda ref, **kw: seen.update(kw, ref=ref))
     cfg = load_train_config(RECIPE)
     with caplog.at_level(logging.INFO, logger="caspo_lite.train.rounds"):
         rounds.open_engine(cfg, rounds.Policy(Path("hf"), Path("p.gguf")))

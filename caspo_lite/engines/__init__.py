@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.engines.base import DecodeSession, Engine, EngineStats
+from caspo_lite.engines.hf import HFEngine
+from caspo_lite.engines.llama_cpp import LlamaCppEngine
 from caspo_lite.errors import ModelError
 from caspo_lite.models import gguf_path, resolve_model
 from caspo_lite.registry import Registry
@@ -40,14 +42,10 @@ def resolve_gguf(ref: str | Path) -> Path:
 
 
 def _llama_cpp(ref: str | Path, n_threads: int | None, n_gpu_layers: int, n_ctx: int, **_: Any) -> Engine:
-    from caspo_lite.engines.llama_cpp import LlamaCppEngine  # llama.cpp loads only when used
-
     return LlamaCppEngine(resolve_gguf(ref), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
 
 
 def _hf(ref: str | Path, n_threads: int | None, n_gpu_layers: int, n_ctx: int, **kwargs: Any) -> Engine:
-    from caspo_lite.engines.hf import HFEngine  # torch loads only when used
-
     return HFEngine.load(ref, n_threads=n_threads, **kwargs)
 
 

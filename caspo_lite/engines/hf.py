@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from caspo_lite.backend import free_accelerator_memory, half_dtype
 from caspo_lite.engines.base import EngineStats, checked_prompt
 from caspo_lite.errors import BackendUnavailable, EngineError, ModelError
 from caspo_lite.tasks.base import Prompt
@@ -213,8 +214,6 @@ class HFEngine:
         torch = _torch()
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from caspo_lite.backend import half_dtype
-
         if n_threads:
             torch.set_num_threads(n_threads)
         path = Path(str(ref)).expanduser()
@@ -267,7 +266,5 @@ class HFEngine:
 
     def close(self) -> None:
         """Drop the weights and hand their memory back (the DPO process needs the card next)."""
-        from caspo_lite.backend import free_accelerator_memory
-
         self.model = None
         free_accelerator_memory()

@@ -26,6 +26,7 @@ import numpy as np
 
 from caspo_lite.engines.base import EngineStats, checked_prompt
 from caspo_lite.errors import BackendUnavailable, EngineError, ModelError
+from caspo_lite.models import check_gguf
 from caspo_lite.tasks.base import Prompt
 
 log = logging.getLogger(__name__)
@@ -197,8 +198,6 @@ class LlamaCppEngine:
         n_batch: int = 512,
         flash_attn: bool | None = False,
     ) -> None:
-        from caspo_lite.models import check_gguf  # header + tensor table: a truncated file fails here
-
         try:
             self.path = check_gguf(Path(path))
         except (struct.error, ValueError, IndexError, EOFError) as exc:  # a header cut mid-field

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from caspo_lite.answer_signals import ANSWER_SIGNALS, signals_from_record
 from caspo_lite.eval import metrics as M
 from caspo_lite.eval.trace import STEP_SIGNALS
 
@@ -183,8 +184,6 @@ def summarize_group(
     raw search confidence. Without one both are the raw confidence. ``abstain_below`` adds the
     share answered and the accuracy on it at that threshold.
     """
-    from caspo_lite.answer_signals import ANSWER_SIGNALS, signals_from_record
-
     correct = [bool(r["correct"]) for r in records]
     raw = [_num(r.get("confidence")) for r in records]
     signals = [signals_from_record(r) for r in records]

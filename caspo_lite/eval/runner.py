@@ -20,13 +20,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.answer_confidence import find_calibration
 from caspo_lite.answer_signals import answer_token_confidence, branch_pieces
 from caspo_lite.config import ConfidenceSection, SearchSection, StepsSection
+from caspo_lite.engines import load_engine
 from caspo_lite.errors import ConfigError, DataError
+from caspo_lite.eval.plots import write_plots
+from caspo_lite.eval.report import render_markdown, summarize, summary_json
 from caspo_lite.eval.trace import StepTrace, rebuild_paths
+from caspo_lite.labelers import label_solution
 from caspo_lite.paths import atomic_write_text
-from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGY_NAMES
+from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGY_NAMES, get_strategy, run_search
 from caspo_lite.search.events import AnswerChosen, BranchStarted
+from caspo_lite.tasks import configured_task
 from caspo_lite.tasks.base import Problem, Task
 
 log = logging.getLogger(__name__)
@@ -336,20 +342,14 @@ def _counters(result: Any) -> dict[str, Any]:
 
 
 def _label_solution() -> Callable[..., list[Any]]:
-    from caspo_lite.labelers import label_solution
-
     return label_solution
 
 
 def _default_labeler() -> Callable[..., list[Any]]:
-    from caspo_lite.labelers import label_solution
-
     return label_solution
 
 
 def _default_loader(kind: str) -> Callable[[str], Any]:
-    from caspo_lite.engines import load_engine
-
     return lambda ref: load_engine(ref, kind=kind)
 
 
@@ -359,9 +359,6 @@ def iter_eval(
     labeler: Callable[..., list[Any]] | None = None,
 ) -> Iterator[EvalEvent]:
     """Evaluate every model x strategy x problem not yet in ``problems.jsonl``; yield progress."""
-    from caspo_lite.search import get_strategy, run_search
-    from caspo_lite.tasks import configured_task
-
     task = configured_task(
         spec.task, spec.task_path or None, level=spec.level, prompt_style=spec.prompt_style
     )
@@ -412,8 +409,6 @@ def iter_eval(
 
 def load_calibrations(records: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """(model, strategy) -> the model's answer calibration for that strategy, where one exists."""
-    from caspo_lite.answer_confidence import find_calibration
-
     keys = {(str(r["model"]), str(r["strategy"])) for r in records}
     found = {key: find_calibration(*key) for key in keys}
     return {key: cal for key, cal in found.items() if cal is not None}
@@ -421,9 +416,6 @@ def load_calibrations(records: list[dict[str, Any]]) -> dict[tuple[str, str], An
 
 def write_outputs(out: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json, report.md and the plots from ``problems.jsonl`` (pure of the records)."""
-    from caspo_lite.eval.plots import write_plots
-    from caspo_lite.eval.report import render_markdown, summarize, summary_json
-
     if meta is None:
         cfg = out / CONFIG_FILE
         meta = json.loads(cfg.read_text(encoding="utf-8")) if cfg.exists() else {}

@@ -184,7 +184,9 @@ def answer_probability(
     signal, or no map, gives None and the accept test reads the raw path confidence. A malformed
     section is logged and ignored here: a search never fails over its stopping rule.
     """
-    from caspo_lite.answer_signals import path_signals  # calibration -> answer_signals -> search
+    # imported here: answer_signals reads search.events, and importing any search module runs
+    # the search package, which imports this one (a circle through the package's __init__)
+    from caspo_lite.answer_signals import path_signals
     from caspo_lite.calibration import read_answer_section
 
     try:

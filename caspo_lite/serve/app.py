@@ -35,6 +35,7 @@ from caspo_lite.serve.jobs import SearchJob, ServeDefaults, chat_job, completion
 from caspo_lite.serve.pool import Ticket, WorkerPool
 from caspo_lite.serve.report import answer_text, caspo_object
 from caspo_lite.serve.schemas import ChatRequest, CompletionRequest, ServeLimits
+from caspo_lite.solve import tree_nodes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T", ChatRequest, CompletionRequest)
@@ -212,8 +213,6 @@ def create_app(
         job: SearchJob, responder: _Responder, stream: bool, include_usage: bool, progress: bool
     ) -> Any:
         def finish(ticket: Ticket) -> tuple[str, str, dict[str, int], dict[str, Any]]:
-            from caspo_lite.solve import tree_nodes
-
             result = ticket.done.result()
             content, reason = answer_text(result)
             usage = {

@@ -21,6 +21,9 @@ from caspo_lite.search import STRATEGY_NAMES, SearchResult, Strategy, get_strate
 from caspo_lite.search.events import SearchEvent
 from caspo_lite.serve.errors import ApiError
 from caspo_lite.serve.schemas import ChatRequest, CompletionRequest, ServeLimits, _Common, stop_list
+from caspo_lite.solve import question_prompt
+from caspo_lite.tasks import get_task
+from caspo_lite.tasks.answers import extract_numeric_answer
 from caspo_lite.tasks.base import Prompt
 
 ExtractFn = Callable[[str], str | None]
@@ -136,9 +139,6 @@ def chat_job(req: ChatRequest, defaults: ServeDefaults, limits: ServeLimits) -> 
     `solve` uses (small models follow it far better than a chat instruction, docs/design.md §2.5);
     ``caspo.prompt_style = "chat"`` renders all messages through the model's chat template.
     """
-    from caspo_lite.solve import question_prompt
-    from caspo_lite.tasks.answers import extract_numeric_answer
-
     name, search, confidence = _search_of(req, defaults, limits)
     _check_chars("".join(m.text() for m in req.messages), limits, "messages")
     users = [m for m in req.messages if m.role == "user" and m.text().strip()]
@@ -150,8 +150,6 @@ def chat_job(req: ChatRequest, defaults: ServeDefaults, limits: ServeLimits) -> 
         messages = tuple({"role": m.role, "content": m.text()} for m in req.messages)
         prompt, extract = Prompt(messages=messages, stop=stop_list(req.stop)), extract_numeric_answer
         if req.caspo.task:
-            from caspo_lite.tasks import get_task
-
             extract = _task(req.caspo.task, get_task).extract_answer
     else:
         try:
@@ -168,8 +166,6 @@ def chat_job(req: ChatRequest, defaults: ServeDefaults, limits: ServeLimits) -> 
 
 def completion_job(req: CompletionRequest, defaults: ServeDefaults, limits: ServeLimits) -> SearchJob:
     """A completion request as a search job: the prompt text verbatim, numeric answer extraction."""
-    from caspo_lite.tasks.answers import extract_numeric_answer
-
     name, search, confidence = _search_of(req, defaults, limits)
     if isinstance(req.prompt, list):
         if len(req.prompt) != 1:
@@ -186,8 +182,6 @@ def completion_job(req: CompletionRequest, defaults: ServeDefaults, limits: Serv
     _check_chars(text, limits, "prompt")
     extract: ExtractFn = extract_numeric_answer
     if req.caspo.task:
-        from caspo_lite.tasks import get_task
-
         extract = _task(req.caspo.task, get_task).extract_answer
     strategy = _strategy(name, search, confidence, defaults.steps)
     prompt = Prompt(text=text, stop=stop_list(req.stop))

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.answer_confidence import cached_calibration
+from caspo_lite.engines import load_engine
+from caspo_lite.engines.llama_cpp import default_threads
 from caspo_lite.errors import BackendUnavailable, ConfigError
+from caspo_lite.search import get_strategy
 from caspo_lite.serve.jobs import ServeDefaults
 from caspo_lite.serve.pool import WorkerPool
 from caspo_lite.serve.schemas import ServeLimits
@@ -60,9 +64,6 @@ class ServeSettings:
 
 
 def load_pool(settings: ServeSettings, limits: ServeLimits) -> WorkerPool:
-    from caspo_lite.engines import load_engine
-    from caspo_lite.engines.llama_cpp import default_threads
-
     threads = settings.threads or max(1, default_threads() // settings.workers)
     return WorkerPool.load(
         lambda _i: load_engine(
@@ -78,8 +79,6 @@ def build_app(
 ) -> tuple[Any, WorkerPool]:
     _require_server_deps()
     settings.check()
-    from caspo_lite.answer_confidence import cached_calibration
-    from caspo_lite.search import get_strategy
     from caspo_lite.serve.app import create_app
 
     s = defaults.search

@@ -49,6 +49,7 @@ from caspo_lite.search.factory import build_runner
 from caspo_lite.steps import StepRule, StepSegmenter
 from caspo_lite.tasks.base import Problem, Prompt, Task
 from caspo_lite.train.config import TrainConfig
+from caspo_lite.train.ledger import JsonlAppender, fault_point, read_jsonl
 from caspo_lite.train.sampling import problem_seed
 
 
@@ -312,8 +313,6 @@ def add_alternatives(
             label stage).
         stats: filled with counts and the stage's sampling time.
     """
-    from caspo_lite.train.ledger import JsonlAppender, fault_point, read_jsonl
-
     stats = stats if stats is not None else AltStats()
     rule = cfg.pairs.rule()
     th = mode_thresholds(problems, rule)

@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.answer_signals import path_signals
+from caspo_lite.calibration import fit_answer_calibration, save_answer_calibration
+from caspo_lite.calibration_file import calibration_path
+from caspo_lite.errors import DataError
 from caspo_lite.search.events import BranchFinished
 from caspo_lite.search.factory import build_runner
 from caspo_lite.tasks.base import Problem, Task
@@ -85,10 +88,6 @@ def fit_dev_calibration(dev_rows_file: Path, round_dir: Path, cfg: TrainConfig) 
     a missing calibration must never stop training; the round then shows "uncalibrated".
     """
     import logging
-
-    from caspo_lite.calibration import fit_answer_calibration, save_answer_calibration
-    from caspo_lite.calibration_file import calibration_path
-    from caspo_lite.errors import DataError
 
     rows = [r for r in read_jsonl(dev_rows_file, "problem_id") if r.get("signals")]
     answered = [r for r in rows if r.get("answer") is not None]

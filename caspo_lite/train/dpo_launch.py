@@ -28,9 +28,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.backend import choose_backend
 from caspo_lite.errors import BackendUnavailable, CaspoError, ConfigError
+from caspo_lite.pairs import Pair
 from caspo_lite.quiet import quiet_library_warnings
 from caspo_lite.runs import RoundDir
+from caspo_lite.train.config import load_train_config
+from caspo_lite.train.distributed import free_port
+from caspo_lite.train.dpo import train_dpo
+from caspo_lite.train.ledger import read_jsonl
 
 
 def launch_command(
@@ -65,7 +71,6 @@ def launch_dpo(
 
     if importlib.util.find_spec("accelerate") is None:
         raise BackendUnavailable("dpo.num_processes > 1 needs accelerate: pip install accelerate")
-    from caspo_lite.train.distributed import free_port
 
     result_path = round_dir / "dpo_result.json"
     result_path.unlink(missing_ok=True)  # never read a stale result from an earlier attempt
@@ -83,12 +88,6 @@ def launch_dpo(
 
 def main(argv: list[str] | None = None) -> None:
     """One rank of a launched DPO stage (see module doc)."""
-    from caspo_lite.backend import choose_backend
-    from caspo_lite.pairs import Pair
-    from caspo_lite.train.config import load_train_config
-    from caspo_lite.train.dpo import train_dpo
-    from caspo_lite.train.ledger import read_jsonl
-
     ap = argparse.ArgumentParser(description="one rank of a round's DPO (started by accelerate launch)")
     ap.add_argument("--round", type=Path, required=True)
     ap.add_argument("--policy", type=Path, required=True)

@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite import errors
-from caspo_lite.backend import Backend
+from caspo_lite.backend import Backend, import_training_stack
+from caspo_lite.pairs import Pair
 from caspo_lite.paths import atomic_write_text
 from caspo_lite.quiet import quiet_library_warnings
 from caspo_lite.runs import RoundDir
 from caspo_lite.train.config import DpoSection
-from caspo_lite.train.ledger import FAULT_ENV
+from caspo_lite.train.dpo import train_dpo
+from caspo_lite.train.ledger import FAULT_ENV, read_jsonl
 
 JOB = "dpo_job.json"
 RESULT = "dpo_result.json"
@@ -191,15 +193,10 @@ def child_main(round_dir: Path, progress_fd: int | None) -> int:
     backend = Backend(**job["backend"])
     out = os.fdopen(progress_fd, "w", encoding="utf-8", buffering=1) if progress_fd is not None else None
     try:
-        from caspo_lite.backend import import_training_stack
-
         import_training_stack(backend)  # before pairs/dpo pull in transformers
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        from caspo_lite.pairs import Pair
-        from caspo_lite.train.dpo import train_dpo
-        from caspo_lite.train.ledger import read_jsonl
 
         rd = RoundDir(round_dir)
         pairs = (

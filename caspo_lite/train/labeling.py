@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from caspo_lite.errors import DataError
-from caspo_lite.pairs import LABELS, ProblemSamples, Solution, Step
+from caspo_lite.pairs import LABELS, ProblemSamples, Solution, Step, used_steps
 from caspo_lite.tasks.base import Problem, Task
 
 
@@ -87,8 +87,6 @@ def to_problem_samples(
 
 def step_confidence_by_label(problems: Sequence[ProblemSamples]) -> dict[str, float]:
     """Mean step confidence of correct vs wrong steps (used steps only): the calibration gap."""
-    from caspo_lite.pairs import used_steps
-
     sums: dict[str, list[float]] = {"correct": [], "wrong": []}
     for ps in problems:
         for sol in ps.solutions:

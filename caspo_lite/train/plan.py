@@ -14,8 +14,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.backend import check_4bit, choose_backend
+from caspo_lite.models import resolve_model
+from caspo_lite.paths import cache_dir
 from caspo_lite.runs import STAGES, RunDir
 from caspo_lite.train.config import TrainConfig
+from caspo_lite.train.problems import build_task, split_problems
 
 
 def _model_shape(hf_dir: Path | None) -> dict[str, int] | None:
@@ -48,22 +52,15 @@ def memory_estimate_gb(shape: dict[str, int], cfg: TrainConfig, device: str) -> 
 
 def plan(cfg: TrainConfig, out: Path) -> dict[str, Any]:
     """What `train` would do, after resolving the task, its problems and (when local) the model."""
-    from caspo_lite.backend import check_4bit, choose_backend
-    from caspo_lite.train.problems import build_task, split_problems
-
     task = build_task(cfg)
     train, dev = split_problems(task, cfg)
     backend = choose_backend(cfg.dpo.backend)
     check_4bit(backend, cfg.dpo.load_in_4bit)
     hf_dir = None
     try:
-        from caspo_lite.models import resolve_model
-
         ref = resolve_model(cfg.model.name)
         hf_dir = ref.path if ref.kind == "hf" else None
         if ref.kind == "builtin" and cfg.model.name == "tiny":  # only if built: a dry run builds nothing
-            from caspo_lite.paths import cache_dir
-
             hf_dir = cache_dir() / "tiny" / "hf"
     except Exception:  # noqa: BLE001 - the plan reports what it could not resolve instead of failing
         hf_dir = None

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from caspo_lite.confidence import step_confidence
 from caspo_lite.engines.openai import OpenAIEngine, RemoteCompletion, topk_confidence
+from caspo_lite.errors import ConfigError
 from caspo_lite.search.runner import _ANSWER_LINE
 from caspo_lite.steps import StepRule, StepSegmenter
 from caspo_lite.tasks.base import Problem, Prompt, Task
@@ -74,8 +76,6 @@ def sample_problem_remote(
     prompt: Prompt,
 ) -> dict[str, Any]:
     """`sample_problem`'s record, sampled as ``n`` concurrent requests to the endpoint."""
-    from caspo_lite.confidence import step_confidence
-
     text = prompt_text(prompt, tokenizer)
     sc = cfg.sample
     stops = tuple(s for s in prompt.stop if s)
@@ -127,8 +127,6 @@ def open_remote_engine(cfg: TrainConfig, round_index: int, tokenizer: Any | None
     since recipes are copied into every round folder.
     """
     import os
-
-    from caspo_lite.errors import ConfigError
 
     sc = cfg.sample
     n_vocab = sc.endpoint_vocab or (len(tokenizer) if tokenizer is not None else 0)

@@ -18,12 +18,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caspo_lite.backend import Backend
+from caspo_lite.backend import (
+    Backend,
+    check_4bit,
+    choose_backend,
+    detect_device,
+    free_accelerator_memory,
+    probe_unsloth,
+)
+from caspo_lite.engines import load_engine
 from caspo_lite.errors import ConfigError, DataError, ExportError
+from caspo_lite.labeler_registry import get_labeler
+from caspo_lite.models import hf_path
+from caspo_lite.pairs import STEP_MODES, Pair, build_pairs
 from caspo_lite.paths import atomic_write_text
+from caspo_lite.quant.gguf_writer import write_gguf
 from caspo_lite.runs import RoundDir, RunDir, write_early_stop
+from caspo_lite.steps import StepRule
+from caspo_lite.tiny import ensure_tiny
+from caspo_lite.train.alternatives import AltStats, add_alternatives
 from caspo_lite.train.config import TrainConfig, to_toml
+from caspo_lite.train.devset import evaluate_dev, fit_dev_calibration
+from caspo_lite.train.dpo_launch import launch_dpo
+from caspo_lite.train.dpo_process import run_dpo_process
+from caspo_lite.train.labeling import label_round, step_confidence_by_label, to_problem_samples
 from caspo_lite.train.ledger import JsonlAppender, Ledger, dumps, read_jsonl
+from caspo_lite.train.problems import build_task, split_problems
+from caspo_lite.train.remote_sampling import open_remote_engine
+from caspo_lite.train.sampling import sample_round
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +79,8 @@ class Policy:
 
 def base_policy(cfg: TrainConfig, run: RunDir) -> Policy:
     """Round 0: the configured model as an HF folder plus an f32/f16 GGUF export of it."""
-    from caspo_lite.models import hf_path
-
     hf = Path(hf_path(cfg.model.name))
     if cfg.model.name == "tiny" and cfg.sample.gguf_dtype == "f32":
-        from caspo_lite.tiny import ensure_tiny
-
         return Policy(hf, ensure_tiny().gguf)
     return Policy(hf, export_gguf(hf, run.round(0).gguf(cfg.sample.gguf_dtype), cfg.sample.gguf_dtype))
 
@@ -72,8 +90,6 @@ def export_gguf(hf_dir: Path, out: Path, dtype: str) -> Path | None:
     if out.is_file():
         return out
     try:
-        from caspo_lite.quant.gguf_writer import write_gguf
-
         return write_gguf(hf_dir, out, dtype=dtype)
     except ImportError as exc:  # the gguf package is absent (a GPU box sampling with transformers)
         log.warning("cannot export %s to GGUF (%s); sampling will use transformers", hf_dir, exc)
@@ -116,8 +132,6 @@ def choose_engine(cfg: TrainConfig, policy: Policy, device: str | None = None) -
     - CUDA GPU otherwise: the batched transformers sampler, 16-bit.
     - CPU: llama.cpp when installed and the policy has a GGUF, else transformers (fp32).
     """
-    from caspo_lite.backend import detect_device
-
     requested = cfg.sample.engine
     device = device or detect_device()
     if requested == "hf":
@@ -145,8 +159,6 @@ def choose_engine(cfg: TrainConfig, policy: Policy, device: str | None = None) -
 
 
 def open_engine(cfg: TrainConfig, policy: Policy) -> Any:
-    from caspo_lite.engines import load_engine
-
     choice = choose_engine(cfg, policy)
     log.info("sampling engine: %s (%s)", choice.kind, choice.reason)
     threads = cfg.sample.threads or None
@@ -192,12 +204,7 @@ def run_round(
     backend: Backend | None = None,
 ) -> tuple[Policy, dict[str, Any]]:
     """One round; returns the new policy and the round summary (``backend``: chosen by `train`)."""
-    from caspo_lite.backend import free_accelerator_memory
-
     backend = backend or start_backend(cfg)
-    from caspo_lite.labeler_registry import get_labeler
-    from caspo_lite.pairs import Pair, build_pairs
-    from caspo_lite.train.labeling import label_round, step_confidence_by_label, to_problem_samples
 
     rd = run.round(r)
     rd.root.mkdir(parents=True, exist_ok=True)
@@ -217,14 +224,8 @@ def run_round(
         if _stage(ledger, rd, "sample", on_event):
             t0 = time.perf_counter()
             tokenizer = _tokenizer(policy.hf_dir)
-            from caspo_lite.train.sampling import sample_round
 
-            if cfg.sample.engine == "openai":
-                from caspo_lite.train.remote_sampling import open_remote_engine
-
-                sampler = open_remote_engine(cfg, r, tokenizer)
-            else:
-                sampler = engine_()
+            sampler = open_remote_engine(cfg, r, tokenizer) if cfg.sample.engine == "openai" else engine_()
             with JsonlAppender(rd.samples, "problem_id") as out:
                 sample_round(sampler, task, train, cfg, r, out, tokenizer, _progress(on_event, r, "sample"))
             timings["sample"] = time.perf_counter() - t0
@@ -248,9 +249,6 @@ def run_round(
 
         # 3. pairs ----------------------------------------------------------------------------
         if _stage(ledger, rd, "pairs", on_event):
-            from caspo_lite.pairs import STEP_MODES
-            from caspo_lite.train.alternatives import AltStats, add_alternatives
-
             alt_stats = AltStats()
             if cfg.pairs.alt_samples > 0 and cfg.pairs.mode in STEP_MODES:
                 problems = add_alternatives(
@@ -285,16 +283,12 @@ def run_round(
 
         # 4. dpo ------------------------------------------------------------------------------
         if _stage(ledger, rd, "dpo", on_event):
-            from caspo_lite.train.dpo_process import run_dpo_process
-
             if not pairs:
                 raise DataError(
                     f"{rd.root}: no pairs to train on (loosen pairs.low_percentile / high_percentile)"
                 )
             t0 = time.perf_counter()
             if cfg.dpo.num_processes > 1:  # accelerate launch; rank 0 writes the round's files
-                from caspo_lite.train.dpo_launch import launch_dpo
-
                 res = launch_dpo(
                     rd.root, policy.hf_dir, backend.name, cfg.dpo.num_processes, cfg.dpo.accelerate_config
                 )
@@ -338,14 +332,11 @@ def run_round(
         dev_acc = None
         if cfg.rounds.dev_eval and dev:
             if _stage(ledger, rd, "dev", on_event):
-                from caspo_lite.train.devset import evaluate_dev
-
                 engine = open_engine(cfg, new_policy)
                 dev_acc = evaluate_dev(engine, task, dev, cfg, rd.dev, _progress(on_event, r, "dev"))
                 ledger.mark("dev", accuracy=dev_acc)
                 on_event(TrainEvent("done", r, "dev", info={"accuracy": dev_acc}))
             dev_acc = ledger.info("dev").get("accuracy")
-            from caspo_lite.train.devset import fit_dev_calibration
 
             fit_dev_calibration(rd.dev, rd.root, cfg)  # answer calibration from the dev answers (#16)
     finally:
@@ -392,8 +383,6 @@ def _tokenizer(hf_dir: Path) -> Any:
 def _labeler(cfg: TrainConfig, engine_: Callable[[], Any], get_labeler: Callable[..., Any]) -> Any:
     lc = cfg.labels
     if lc.labeler in ("rollout", "verify+rollout"):
-        from caspo_lite.steps import StepRule
-
         rule = StepRule(cfg.steps.delimiter, cfg.steps.min_step_tokens, cfg.steps.max_step_tokens)
         return get_labeler(
             lc.labeler,
@@ -405,8 +394,6 @@ def _labeler(cfg: TrainConfig, engine_: Callable[[], Any], get_labeler: Callable
             rule=rule,
         )
     if lc.labeler == "judge":
-        from caspo_lite.engines import load_engine
-
         return get_labeler("judge", engine=load_engine(lc.judge_model), max_tokens=lc.judge_max_tokens)
     return get_labeler(lc.labeler)
 
@@ -426,8 +413,6 @@ def _improved(history: list[dict[str, Any]], patience: int) -> bool:
 
 def train(cfg: TrainConfig, out: Path, on_event: EventFn = _noop) -> list[dict[str, Any]]:
     """Run (or resume) every round; returns the round summaries."""
-    from caspo_lite.train.problems import build_task, split_problems
-
     run = RunDir(Path(out))
     try:
         run.root.mkdir(parents=True, exist_ok=True)
@@ -468,8 +453,6 @@ def start_backend(cfg: TrainConfig) -> Backend:
     round 1 samples); the DPO process of each round imports it first thing. This process,
     which samples, never imports it (its class patches would reach the sampler).
     """
-    from caspo_lite.backend import check_4bit, choose_backend, probe_unsloth
-
     backend = choose_backend(cfg.dpo.backend)
     check_4bit(backend, cfg.dpo.load_in_4bit)
     if backend.name == "unsloth":

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from caspo_lite.confidence import step_confidence
 from caspo_lite.engines.base import Engine
 from caspo_lite.search.events import BranchFinished, TokenGenerated
 from caspo_lite.search.factory import build_runner
@@ -40,8 +41,6 @@ def sample_problem(
     prompt: Prompt | None = None,
 ) -> dict[str, Any]:
     """The samples record of one problem (see layout.py), graded but not yet step-labelled."""
-    from caspo_lite.confidence import step_confidence
-
     prompt = prompt or task.prompt(problem)
     n = n or cfg.sample.n
     if getattr(engine, "remote", False):  # whole completions from an endpoint (engines/openai.py)
