@@ -21,6 +21,7 @@ import typer
 from caspo_lite.confidence import SIGNALS
 from caspo_lite.engines import ENGINES
 from caspo_lite.errors import CaspoError
+from caspo_lite.event_stream import PROTOCOL, EventStream
 from caspo_lite.labeler_registry import LABELERS
 from caspo_lite.quiet import quiet_library_warnings
 from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGIES
@@ -49,17 +50,40 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+_stream: EventStream | None = None  # set by a command run with --json (its machine protocol)
+
+
+def _open_stream(as_json: bool) -> EventStream | None:
+    """With --json: events on stdout (`caspo_lite.event_stream`), starting with ``started``."""
+    global _stream
+    _stream = EventStream() if as_json else None
+    if _stream is not None:
+        _stream.emit("started", protocol=PROTOCOL, argv=sys.argv[1:])
+    return _stream
+
+
 def friendly(fn: F) -> F:
-    """Turn a CaspoError (a user mistake or missing resource) into one line + exit code."""
+    """Turn a CaspoError (a user mistake or missing resource) into one line + exit code.
+
+    Under --json the same error is also an ``error`` event (code, kind, message) on stdout.
+    """
+
+    def failed(message: str, code: int, kind: str) -> typer.Exit:
+        if _stream is not None:
+            _stream.error(code, kind, message)
+        return fail(message, code)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _stream
+        _stream = None
         try:
             return fn(*args, **kwargs)
         except CaspoError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+            raise failed(str(exc), exc.exit_code, type(exc).__name__) from None
         except KeyboardInterrupt:
-            raise fail("interrupted; rerun the same command to resume where it stopped", 130) from None
+            message = "interrupted; rerun the same command to resume where it stopped"
+            raise failed(message, 130, "Interrupted") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -354,20 +378,33 @@ def export(
     ] = None,
     pre: Annotated[str | None, typer.Option("--pre", help="Force llama.cpp's pre-tokenizer name.")] = None,
     ollama: Annotated[bool, typer.Option("--ollama", help="Also write a Modelfile beside GGUFs.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Events as JSON lines on stdout: one per file, then the result.")
+    ] = False,
 ) -> None:
     """Export a model to GGUF (our writer + llama.cpp quantization), with provenance metadata."""
     from caspo_lite.quant.export import export as run_export
     from caspo_lite.quant.quantize import format_groups
 
+    stream = _open_stream(as_json)
+
     def progress(item: Any) -> None:
-        if not as_json:
+        if stream is not None:
+            stream.emit(
+                "file",
+                path=str(item.path),
+                quant=item.quant,
+                bytes=item.size,
+                seconds=round(item.seconds, 2),
+                types=item.groups,
+            )
+        else:
             typer.echo(f"{item.path}  {item.quant}  {item.size / 2**20:.1f} MB  {item.seconds:.1f} s")
             typer.echo(f"  types: {format_groups(item.groups)}")
 
     result = run_export(source, out, quant, base=base, pre=pre, ollama=ollama, on_file=progress)
-    if as_json:
-        echo_json(result.to_dict())
+    if stream is not None:
+        stream.emit("finished", result=result.to_dict())
         return
     typer.echo(f"source sha256 {result.sha256}")
     for m in result.modelfiles:
@@ -476,6 +513,9 @@ def train(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override: --set dpo.beta=0.2")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe>).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, print plan + memory.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Events as JSON lines on stdout (docs/design.md §2.7).")
+    ] = False,
 ) -> None:
     """Iterative CASPO: sample -> label -> confidence-filtered step pairs -> DPO, per round; resumable."""
     import logging
@@ -483,12 +523,16 @@ def train(
     from caspo_lite.paths import runs_dir
     from caspo_lite.train.config import load_train_config
 
+    stream = _open_stream(as_json)
     cfg = load_train_config(recipe, set_ or [])
     out = out or runs_dir() / recipe.stem
     if dry_run:
         from caspo_lite.train.plan import plan
 
-        echo_json(plan(cfg, out))
+        if stream is not None:
+            stream.emit("plan", plan=plan(cfg, out))
+        else:
+            echo_json(plan(cfg, out))
         return
     from caspo_lite.train.rounds import train as run_train
 
@@ -496,6 +540,10 @@ def train(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our Rich bars report progress; no per-load tqdm lines
+    if stream is not None:
+        history = run_train(cfg, out, stream.train_event)
+        stream.emit("finished", rounds=len(history), out=str(out))
+        return
     progress, on_event = _train_renderer()
     with progress:
         history = run_train(cfg, out, on_event)

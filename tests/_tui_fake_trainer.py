@@ -25,7 +25,21 @@ TRL_WARNING = (
 )
 
 
+JSON = "--json" in sys.argv  # the machine protocol the UI asks for (caspo_lite.event_stream)
+
+
+def emit(event: str, **fields: object) -> None:
+    if JSON:
+        print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def say(text: str) -> None:
+    """A line for people: stdout without --json, stderr with it (stdout is the event stream)."""
+    print(text, file=sys.stderr if JSON else sys.stdout, flush=True)
+
+
 def fail(msg: str, code: int = 2) -> None:
+    emit("error", code=code, kind="ConfigError" if code == 2 else "Error", message=msg)
     print(f"error: {msg}", file=sys.stderr, flush=True)
     sys.exit(code)
 
@@ -42,6 +56,8 @@ def args_of(argv: list[str]) -> tuple[dict[str, str], list[str], bool, list[str]
             i += 2
         elif a == "--dry-run":
             dry, i = True, i + 1
+        elif a == "--json":
+            i += 1
         else:
             pos.append(a)
             i += 1
@@ -71,8 +87,12 @@ def train(argv: list[str]) -> None:
     delay = float(cfg.get("fake", {}).get("delay", 0.02))
     dpo_delay = float(cfg.get("fake", {}).get("dpo_delay", 0.25))  # slow enough for a poll to see
     if dry:
-        print(json.dumps({"model": cfg["model"]["name"], "rounds": n_rounds, "train_problems": n_train,
-                          "memory_estimate_gb": 0.02, "resume": []}))  # fmt: skip
+        plan = {"model": cfg["model"]["name"], "rounds": n_rounds, "train_problems": n_train,
+                "memory_estimate_gb": 0.02, "resume": []}  # fmt: skip
+        if JSON:
+            emit("plan", plan=plan)
+        else:
+            print(json.dumps(plan))
         return
     out = Path(opts["--out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +101,8 @@ def train(argv: list[str]) -> None:
         f"[dpo]\nmax_steps = 4\n[rounds]\nn = {n_rounds}\n"
     )
     write(out / "config.toml", config)
-    print("fake trainer started", flush=True)
+    emit("started")
+    say("fake trainer started")
     for r in range(1, n_rounds + 1):
         rd = out / f"round-{r}"
         rd.mkdir(exist_ok=True)
@@ -95,7 +116,7 @@ def train(argv: list[str]) -> None:
 
         for stage, name in (("sample", "samples.jsonl"), ("label", "labels.jsonl")):
             if stage in ledger["stages"]:
-                print(f"round {r} {stage}: already done, skipped", flush=True)
+                say(f"round {r} {stage}: already done, skipped")
                 continue
             have = (rd / name).read_text().count("\n") if (rd / name).exists() else 0
             with open(rd / name, "a", encoding="utf-8") as fh:
@@ -146,7 +167,8 @@ def train(argv: list[str]) -> None:
         if done < r:
             with open(metrics, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(summary) + "\n")
-    print(f"done: {n_rounds} round(s) in {out}", flush=True)
+    emit("finished", rounds=n_rounds, out=str(out))
+    say(f"done: {n_rounds} round(s) in {out}")
 
 
 def export(argv: list[str]) -> None:
@@ -155,12 +177,18 @@ def export(argv: list[str]) -> None:
     if not (source / "policy-f32.gguf").exists():
         fail(f"{source}: not a finished round", 1)
     out.mkdir(parents=True, exist_ok=True)
+    emit("started")
+    files = []
     for q in opts["--quant"].split(","):
         path = out / f"{source.parent.name}-{q}.gguf"
         path.write_text(f"GGUF {q}")
-        print(f"{path}  {q}  0.1 MB  0.0 s", flush=True)
-        print("  types: q8_0 x4", flush=True)
-    print("source sha256 0000", flush=True)
+        files.append({"path": str(path), "quant": q})
+        emit("file", path=str(path), quant=q, bytes=len(f"GGUF {q}"), seconds=0.0, types={"q8_0": 4})
+        if not JSON:
+            print(f"{path}  {q}  0.1 MB  0.0 s", flush=True)
+            print("  types: q8_0 x4", flush=True)
+    emit("finished", result={"files": files})
+    say("source sha256 0000")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,10 @@ def test_cli_export_and_inspect(tiny: Path, tmp_path: Path) -> None:
         app, ["export", str(tiny), "--out", str(tmp_path / "m.gguf"), "--quant", "q8_0", "--json"]
     )
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output[res.output.index("{") :])
+    events = [json.loads(line) for line in res.stdout.splitlines()]  # JSON lines, nothing else
+    assert [e["event"] for e in events] == ["started", "file", "finished"]
+    assert events[1]["path"] == str(tmp_path / "m.gguf") and events[1]["quant"] == "q8_0"
+    data = events[-1]["result"]
     assert data["files"][0]["path"] == str(tmp_path / "m.gguf") and (tmp_path / "m.gguf").is_file()
     res = runner.invoke(app, ["inspect", str(tmp_path / "m.gguf")])
     assert res.exit_code == 0, res.output

@@ -94,3 +94,20 @@ def test_round_line_leaves_out_what_the_round_did_not_measure() -> None:
         },
     )
     assert "dev accuracy 0.400" in full and "step conf correct 0.700 vs wrong 0.500" in full
+
+
+def test_json_is_a_stream_of_events_with_the_error_as_data(tmp_path: Path) -> None:
+    """--json: stdout holds JSON lines only; a mistake is an ``error`` event with its exit code."""
+    res = CliRunner().invoke(
+        app, ["train", "--recipe", RECIPE, "--set", "dpo.bta=0.2", "--dry-run", "--json"]
+    )
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 2 and [e["event"] for e in events] == ["started", "error"]
+    error = events[-1]
+    assert error["code"] == 2 and error["kind"] == "ConfigError" and "unknown key 'bta'" in error["message"]
+    assert res.stderr.strip() == f"error: {error['message']}"  # people still get their one line
+    res = CliRunner().invoke(
+        app, ["train", "--recipe", RECIPE, "--dry-run", "--json", "--out", str(tmp_path / "r")]
+    )
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 0 and events[-1]["event"] == "plan" and events[-1]["plan"]["train_problems"] == 12

@@ -168,13 +168,14 @@ def test_data_export_jsonl_and_hf(run_dir: Path, tmp_path: Path) -> None:
     assert len(ds) == len(rows) and {"prompt", "chosen", "rejected", "type"} <= set(ds.column_names)
 
 
-def _cli(out: Path, home: Path, fault: str | None) -> subprocess.CompletedProcess:
+def _cli(out: Path, home: Path, fault: str | None, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CASPO_LITE_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("CASPO_LITE_FAULT", None)
     if fault:
         env["CASPO_LITE_FAULT"] = fault
     sets = [a for o in OVERRIDES for a in ("--set", o)]
     cmd = [sys.executable, "-m", "caspo_lite.cli", "train", "--recipe", str(RECIPE), *sets, "--out", str(out)]
+    cmd += extra
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
 
 
@@ -199,8 +200,15 @@ def test_kill_mid_sampling_and_mid_dpo_then_resume(run_dir: Path, tmp_path: Path
     assert (rd / "dpo" / "checkpoint-2" / "trainer_state.json").is_file()
     before = json.loads((rd / "ledger.json").read_text())["stages"]
     assert {"sample", "label", "pairs"} <= set(before) and "dpo" not in before
-    p = _cli(out, home, None)
+    p = _cli(out, home, None, "--json")  # the resume, read as a program would (the TUI does)
     assert p.returncode == 0, p.stderr[-2000:]
+    events = [json.loads(line) for line in p.stdout.splitlines()]  # stdout is JSON lines only
+    names = [(e["event"], e.get("stage")) for e in events]
+    assert names[0] == ("started", None) and names[-1] == ("finished", None)
+    assert {("stage_skipped", s) for s in ("sample", "label", "pairs")} <= set(names)
+    assert ("stage_started", "dpo") in names and ("stage_finished", "dev") in names
+    assert any(e["event"] == "progress" and e["stage"] == "dev" and e["total"] == 4 for e in events)
+    assert [e["summary"]["round"] for e in events if e["event"] == "round_finished"] == [1]
     after = json.loads((rd / "ledger.json").read_text())["stages"]
     for stage in ("sample", "label", "pairs"):  # finished stages were not re-run
         assert after[stage]["finished_at"] == before[stage]["finished_at"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from _tui_train_helpers import FAKE_PREFIX, SIZE, app_on, run, until
 
 from caspo_lite.tui.screens.chat import ChatScreen
-from caspo_lite.tui.screens.export import FILE_LINE, QUANT_CHOICES, ExportScreen, export_command
+from caspo_lite.tui.screens.export import QUANT_CHOICES, ExportScreen, event_line, export_command
 from caspo_lite.tui.widgets.log_tail import LogTail
 
 
@@ -36,12 +36,26 @@ def fake_run(tmp_path: Path, rounds: int = 2) -> Path:
     return out
 
 
-def test_file_lines_of_the_cli_are_recognised() -> None:
-    m = FILE_LINE.match("/r/round-1/export/tiny-q8_0.gguf  q8_0  0.3 MB  1.2 s")
-    assert m and m["path"] == "/r/round-1/export/tiny-q8_0.gguf" and m["quant"] == "q8_0"
-    assert FILE_LINE.match("  types: q8_0 x12") is None
+def test_the_export_is_read_through_its_event_stream() -> None:
     cmd = export_command(("caspo-lite",), Path("r/round-1"), Path("o"), ["q8_0", "f16"])
-    assert cmd == ["caspo-lite", "export", "r/round-1", "--out", "o", "--quant", "q8_0", "--quant", "f16"]
+    assert cmd == [
+        "caspo-lite",
+        "export",
+        "r/round-1",
+        "--out",
+        "o",
+        "--quant",
+        "q8_0",
+        "--quant",
+        "f16",
+        "--json",
+    ]
+    file = {"event": "file", "path": "/r/export/tiny-q8_0.gguf", "quant": "q8_0", "bytes": 3 * 2**20}
+    assert event_line(file) == "wrote /r/export/tiny-q8_0.gguf (q8_0, 3.0 MB)"
+    assert event_line({"event": "error", "code": 1, "message": "r: not a finished round"}).startswith(
+        "error: r:"
+    )
+    assert event_line({"event": "started"}) is None
 
 
 def test_export_two_quants_then_chat_with_the_first(tmp_path: Path) -> None:

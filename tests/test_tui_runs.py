@@ -11,7 +11,7 @@ from pathlib import Path
 
 from _tui_train_helpers import SIZE, app_on, run, until
 
-from caspo_lite.tui.runs import count_lines, eta, last_error, read_run, round_seconds, run_eta
+from caspo_lite.tui.runs import count_lines, eta, read_run, round_seconds, run_error, run_eta
 from caspo_lite.tui.screens.export import ExportScreen
 from caspo_lite.tui.screens.runs import RunsScreen, started_text
 from caspo_lite.tui.screens.train import TrainScreen
@@ -112,7 +112,7 @@ def test_a_crash_is_failed_and_a_live_pid_is_running(tmp_path: Path) -> None:
 
 def test_helpers() -> None:
     assert eta(3, 12, 30.0) == 90.0 and eta(0, 12, 30.0) is None and eta(12, 12, 5.0) is None
-    assert last_error(Path("/nonexistent/train.log")) is None
+    assert run_error(Path("/nonexistent")) == (None, False)
     assert overrides(
         {"rounds.n": "2", "model.name": "tiny"}, {"rounds.n": "3", "model.name": "smollm2-135m"}
     ) == [
@@ -120,6 +120,26 @@ def test_helpers() -> None:
         "rounds.n=3",
     ]
     assert overrides({"rounds.n": "2"}, {"rounds.n": " 2 "}) == []
+
+
+def test_why_a_run_ended_comes_from_its_event_stream(tmp_path: Path) -> None:
+    """The trainer's ``error`` event says why (and 130 means Stop); no prose is parsed."""
+    events = tmp_path / "events.jsonl"
+
+    def stream(*evs: dict) -> None:
+        events.write_text("".join(json.dumps(e) + "\n" for e in evs))
+
+    stream({"event": "started"}, {"event": "error", "code": 2, "kind": "ConfigError", "message": "bad beta"})
+    assert run_error(tmp_path) == ("bad beta", False)
+    stream({"event": "started"}, {"event": "error", "code": 130, "kind": "Interrupted", "message": "x"})
+    assert run_error(tmp_path)[1] is True
+    stream({"event": "error", "code": 2, "message": "old"}, {"event": "started"}, {"event": "finished"})
+    assert run_error(tmp_path) == (None, False)  # a later run of the command finished
+    with open(events, "a") as fh:
+        fh.write('{"event": "error", "code": 2, "mess')  # still being written: not read yet
+    assert run_error(tmp_path) == (None, False)
+    (tmp_path / "train.log").write_text("Traceback (most recent call last):\n  ...\nRuntimeError: boom\n")
+    assert run_error(tmp_path) == ("RuntimeError: boom", False)  # a crash writes no event
 
 
 def test_recipe_fields_and_line_counting(tmp_path: Path) -> None:

@@ -342,11 +342,14 @@ def test_real_tiny_ci_start_close_resume_export_and_chat(tmp_path: Path) -> None
     assert info is not None and live_pid(out) == info["pid"]  # closing the UI left it running
     os.kill(info["pid"], signal.SIGKILL)
     cmd = info["cmd"]
-    assert cmd[:4] == [sys.executable, "-m", "caspo_lite.cli", "train"]
+    assert cmd[:4] == [sys.executable, "-m", "caspo_lite.cli", "train"] and cmd[-1] == "--json"
     env = {**os.environ, "CASPO_LITE_FAULT": "dpo:3"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert "round 1 sample: already done, skipped" in proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]  # the protocol the UI reads
+    assert {"event": "stage_skipped", "round": 1, "stage": "sample"}.items() <= next(
+        e for e in events if e["event"] == "stage_skipped"
+    ).items()
     ledger = json.loads((out / "round-1" / "ledger.json").read_text())["stages"]
     assert {"sample", "label", "pairs"} <= set(ledger) and "dpo" not in ledger
     assert (out / "round-1" / "dpo" / "checkpoint-2").is_dir()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from caspo_lite.event_stream import EVENTS_FILE, last_error, read_events
 from caspo_lite.runs import (
     STAGES,
     RoundDir,
@@ -29,7 +30,7 @@ from caspo_lite.runs import (
     read_stages,
     read_summary,
 )
-from caspo_lite.tui.train_process import LOG_FILE, PID_FILE, live_pid
+from caspo_lite.tui.train_process import INTERRUPTED, LOG_FILE, PID_FILE, live_pid
 
 _line_cache: dict[Path, tuple[int, int]] = {}  # path -> (bytes counted, newlines) for growing files
 
@@ -278,10 +279,10 @@ def read_run(root: Path, now: float | None = None) -> RunState:
     elif not rounds and not (root / PID_FILE).exists():
         status = "new"
     else:
-        error = last_error(root / LOG_FILE)
-        status = "failed" if error and "interrupted" not in error else "stopped"
-    if status == "stopped" and error and "interrupted" in error:
-        error = None  # a Stop, not a failure: the screens say how to resume in their own words
+        error, stopped = run_error(root)
+        status = "stopped" if stopped or not error else "failed"
+        if stopped:
+            error = None  # a Stop, not a failure: the screens say how to resume in their own words
     base = root / "round-0"
     return RunState(
         root,
@@ -366,12 +367,22 @@ def finished_rounds(runs_root: Path) -> list[Path]:
     return out
 
 
-def last_error(log: Path, tail_bytes: int = 16_384) -> str | None:
-    """The CLI's one-line ``error: ...`` from the end of a log, else the last traceback line."""
+def run_error(root: Path) -> tuple[str | None, bool]:
+    """(why the trainer in ``root`` ended, whether that was a Stop), from its event stream.
+
+    The trainer runs with ``--json``: its ``error`` event carries the message and the exit
+    code (130: interrupted, i.e. Stop). A crash writes no event; then the last line of a
+    traceback in train.log is the best message there is.
+    """
+    error = last_error(read_events(Path(root) / EVENTS_FILE))
+    if error is not None:
+        return str(error.get("message") or f"exit code {error.get('code')}"), error.get("code") == INTERRUPTED
+    return crash_line(Path(root) / LOG_FILE), False
+
+
+def crash_line(log: Path, tail_bytes: int = 16_384) -> str | None:
+    """The last line of a Python traceback at the end of a log (an uncaught exception), or None."""
     lines = tail(log, tail_bytes)
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return line[len("error: ") :]
     if any(line.startswith("Traceback") for line in lines):
         return lines[-1] if lines else None
     return None

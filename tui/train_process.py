@@ -1,10 +1,12 @@
 """The `caspo-lite train` subprocess the train screen starts, stops, resumes and attaches to.
 
 Why a subprocess in its own session: training must outlive the UI. The process writes only
-to its run folder; this module adds two files there, ``tui-train.json`` (pid and command, so a
-re-opened UI finds a live run with ``os.kill(pid, 0)``) and ``train.log`` (stdout and
-stderr). Stop is SIGINT (the CLI stops cleanly; the trainer's ledger makes a restart of the
-same command continue at the first unfinished stage), so Resume is just "start it again".
+to its run folder; this module adds three files there, ``tui-train.json`` (pid and command, so
+a re-opened UI finds a live run with ``os.kill(pid, 0)``), ``events.jsonl`` (the trainer runs
+with ``--json``: its machine protocol, `caspo_lite.event_stream`, on stdout) and ``train.log``
+(stderr: logs, warnings, the human error line). Stop is SIGINT (the CLI stops cleanly; the
+trainer's ledger makes a restart of the same command continue at the first unfinished stage),
+so Resume is just "start it again".
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import CaspoError, ConfigError
+from caspo_lite.event_stream import EVENTS_FILE, last_error, parse_events
 from caspo_lite.paths import atomic_write_text
 
 PID_FILE = "tui-train.json"
 LOG_FILE = "train.log"
+INTERRUPTED = 130  # the CLI's exit code (and error event code) for Ctrl-C, i.e. the UI's Stop
 DEFAULT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "caspo_lite.cli")
 # the recipe fields the train screen lets you change (as --set overrides on a copy of the recipe)
 MAIN_FIELDS: tuple[str, ...] = ("model.name", "rounds.n", "task.n_train", "sample.n", "dpo.max_steps")
@@ -86,7 +90,7 @@ def train_command(
     cmd = [*prefix, "train", "--recipe", str(recipe), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
-    return cmd + (["--dry-run"] if dry_run else [])
+    return cmd + (["--dry-run"] if dry_run else []) + ["--json"]
 
 
 # Library deprecation notices the user can do nothing about, kept out of train.log. TRL reads
@@ -115,15 +119,15 @@ def dry_run(
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise TrainProcessError(f"could not run {cmd[0]}: {exc}") from None
     out_text = proc.stdout.decode("utf-8", errors="replace")
-    if proc.returncode != 0:
+    events = parse_events(out_text.splitlines())
+    error = last_error(events)
+    if error is not None:
+        raise ConfigError(str(error.get("message")))
+    plan = next((ev.get("plan") for ev in events if ev["event"] == "plan"), None)
+    if proc.returncode != 0 or plan is None:
         err = proc.stderr.decode("utf-8", errors="replace").splitlines()
-        msg = next((ln[len("error: ") :] for ln in reversed(err) if ln.startswith("error: ")), None)
-        msg = msg or next((ln for ln in reversed(err) if ln.strip()), f"exit code {proc.returncode}")
-        raise ConfigError(msg)
-    try:
-        plan = json.loads(out_text)
-    except ValueError:
-        raise TrainProcessError(f"the dry run printed no plan: {out_text[-200:]!r}") from None
+        last = next((ln for ln in reversed(err) if ln.strip()), f"exit code {proc.returncode}")
+        raise TrainProcessError(f"the dry run printed no plan: {last[-200:]}")
     return plan if isinstance(plan, dict) else {"plan": plan}
 
 
@@ -136,14 +140,14 @@ def start_train(cmd: list[str], out: Path) -> int:
     if live_pid(out) is not None:
         raise TrainProcessError(f"{out}: a trainer is already running there (pid {live_pid(out)})")
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOG_FILE, "ab") as log:
+    with open(out / LOG_FILE, "ab") as log, open(out / EVENTS_FILE, "ab") as events:
         log.write(f"\n$ {' '.join(cmd)}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(  # noqa: S603 - our own CLI, argument list
                 cmd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdout=events,
+                stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 env=_env(),

@@ -1,17 +1,18 @@
 """The export screen: a finished round -> GGUF files (chosen quant types) -> chat with one.
 
-The export runs as a ``caspo-lite export ROUND --out ROUND/export --quant ...`` subprocess
-read line by line in a thread worker: the CLI prints one line per finished file, which moves
-the progress bar, and a failure ends with its one-line ``error: ...``. Nothing heavy (torch,
-llama.cpp quantization) ever runs in the UI process.
+The export runs as a ``caspo-lite export ROUND --out ROUND/export --quant ... --json``
+subprocess read line by line in a thread worker: its machine protocol
+(`caspo_lite.event_stream`) sends a ``file`` event per finished file, which moves the progress
+bar, and an ``error`` event (code and message) on failure; other lines are the log shown under
+the form. Nothing heavy (torch, llama.cpp quantization) ever runs in the UI process.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -20,6 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Input, ProgressBar, Select, Static
 
+from caspo_lite.event_stream import parse_events
 from caspo_lite.tui.messages import ShowRound
 from caspo_lite.tui.runs import finished_rounds
 from caspo_lite.tui.screens.base import CaspoScreen
@@ -27,14 +29,24 @@ from caspo_lite.tui.widgets.log_tail import LogTail
 from caspo_lite.tui.widgets.tick_list import TickList
 
 QUANT_CHOICES = ("q8_0", "q4_k_m", "q5_k_m", "q6_k", "q4_0", "f16", "bf16", "f32")
-FILE_LINE = re.compile(r"^(?P<path>.+\.gguf)\s{2}(?P<quant>\S+)\s{2}")
 
 
 def export_command(prefix: tuple[str, ...], source: Path, out: Path, quants: list[str]) -> list[str]:
     cmd = [*prefix, "export", str(source), "--out", str(out)]
     for q in quants:
         cmd += ["--quant", q]
-    return cmd
+    return [*cmd, "--json"]
+
+
+def event_line(event: dict[str, Any]) -> str | None:
+    """How an event reads in the export log (None: nothing worth a line)."""
+    if event["event"] == "file":
+        return (
+            f"wrote {event.get('path')} ({event.get('quant')}, {int(event.get('bytes') or 0) / 2**20:.1f} MB)"
+        )
+    if event["event"] == "error":
+        return f"error: {event.get('message')}"
+    return None
 
 
 def round_label(path: Path) -> str:
@@ -136,22 +148,27 @@ class ExportScreen(CaspoScreen):
             self.app.call_from_thread(self._failed, f"could not run {cmd[0]}: {exc}")
             return
         assert proc.stdout is not None
+        error: dict[str, Any] | None = None
         for raw in proc.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip()
-            self.app.call_from_thread(self._line, line)
+            events = parse_events([line])
+            if events and events[0]["event"] == "error":
+                error = events[0]
+            self.app.call_from_thread(self._line, line, events[0] if events else None)
         rc = proc.wait()
         if rc != 0:
-            err = next((ln[7:] for ln in reversed(self.log_lines) if ln.startswith("error: ")), None)
-            self.app.call_from_thread(self._failed, err or f"caspo-lite export exited with code {rc}")
+            message = str(error["message"]) if error else f"caspo-lite export exited with code {rc}"
+            self.app.call_from_thread(self._failed, message)
         else:
             self.app.call_from_thread(self._done)
 
-    def _line(self, line: str) -> None:
-        self.log_lines.append(line)
-        self.query_one("#export-log", LogTail).show(self.log_lines)
-        match = FILE_LINE.match(line)
-        if match:
-            self.files.append(Path(match["path"]))
+    def _line(self, line: str, event: dict[str, Any] | None) -> None:
+        shown = event_line(event) if event is not None else line
+        if shown:
+            self.log_lines.append(shown)
+            self.query_one("#export-log", LogTail).show(self.log_lines)
+        if event is not None and event["event"] == "file":
+            self.files.append(Path(str(event["path"])))
             self.query_one("#export-progress", ProgressBar).advance(1)
 
     def _failed(self, message: str) -> None:
