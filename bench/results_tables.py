@@ -3,7 +3,10 @@
 Why a script: every number in RESULTS.md must come with the command that made it. This
 reads the eval folders' ``problems.jsonl`` (the same pure `summarize` as ``summary.json``),
 adds Wilson intervals and paired differences against a base model (`caspo_lite.eval.compare`)
-and prints markdown; ``--plot`` also draws accuracy / ECE / entropy gap per model.
+and prints markdown. ECE, Brier, AURC and accuracy at 50% coverage are those of the confidence a
+user is shown: the model's answer calibration where it has one (as `caspo-lite eval` applies it),
+with the raw ECE and the base-rate Brier in brackets. ``--plot`` also draws accuracy / ECE /
+entropy gap per model.
 
 Usage:
     .venv/bin/python bench/results_tables.py main --eval runs/eval-arith-heldout \\
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from caspo_lite.eval.compare import discordant_counts, paired_difference, paired_outcomes, wilson_interval
 from caspo_lite.eval.report import GroupSummary, markdown_table, ratios_to_baseline, summarize
-from caspo_lite.eval.runner import RECORDS_FILE, read_records
+from caspo_lite.eval.runner import RECORDS_FILE, load_calibrations, read_records
 from caspo_lite.eval.trace import STEP_SIGNALS
 
 
@@ -81,10 +84,10 @@ def main_table(records: Sequence[dict], labels: dict[str, str], base: str | None
     if base is not None and base_ref is None:
         raise SystemExit(f"error: --base {base!r}: no model of that name or reference in these eval folders")
     header = ["model", "strategy", "n", "accuracy [95% CI]", "Δ vs base (paired) [95% CI]", "gained/lost",
-              "step-rel", "ECE", "Brier", "AUROC", "step AUROC (H)", "H correct", "H wrong", "gap",
-              "tokens", "latency s"]  # fmt: skip
+              "step-rel", "ECE (raw)", "Brier (base rate)", "AUROC", "AURC", "acc@50%", "step AUROC (H)",
+              "H correct", "H wrong", "gap", "tokens", "latency s"]  # fmt: skip
     rows = []
-    for g in summarize(records):
+    for g in summarize(records, load_calibrations(list(records))):
         mine = outcomes(records, g.model, g.strategy)
         acc = wilson_interval(list(mine.values()))
         delta, moved = "—", "—"
@@ -102,9 +105,11 @@ def main_table(records: Sequence[dict], labels: dict[str, str], base: str | None
                 delta,
                 moved,
                 _fmt(g, "eval/step_reliability"),
-                _fmt(g, "calib/ece"),
-                _fmt(g, "calib/brier"),
+                f"{_fmt(g, 'calib/ece')} ({_fmt(g, 'calib/ece_raw')})",
+                f"{_fmt(g, 'calib/brier')} ({_fmt(g, 'calib/brier_base_rate')})",
                 _fmt(g, "calib/auroc"),
+                _fmt(g, "select/aurc"),
+                _fmt(g, "select/acc_at_50"),
                 _fmt(g, "step_auroc/entropy"),
                 _fmt(g, "step/entropy_correct"),
                 _fmt(g, "step/entropy_wrong"),
@@ -159,7 +164,7 @@ def plot_rounds(records: Sequence[dict], labels: dict[str, str], out: Path) -> P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = summarize(records)
+    groups = summarize(records, load_calibrations(list(records)))
     models = list(dict.fromkeys(g.model for g in groups))
     strategies = list(dict.fromkeys(g.strategy for g in groups))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -181,7 +186,7 @@ def plot_rounds(records: Sequence[dict], labels: dict[str, str], out: Path) -> P
         axes[1].bar(xs, ece, width, label=strategy)
         axes[2].bar(xs, gap, width, label=strategy)
     names = [labels.get(m, m) for m in models]
-    for ax, title in zip(axes, ("accuracy (95% Wilson CI)", "ECE (lower is better)",
+    for ax, title in zip(axes, ("accuracy (95% Wilson CI)", "ECE of the shown confidence (lower is better)",
                                 "step entropy gap: wrong - correct (nats)"), strict=True):  # fmt: skip
         ax.set_xticks(range(len(models)), names, rotation=20, ha="right")
         ax.set_title(title, fontsize=10)
