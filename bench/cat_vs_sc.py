@@ -28,12 +28,12 @@ from caspo_lite.errors import CaspoError
 from caspo_lite.eval.report import COMPARE_METRICS, ratios_to_baseline, summarize
 from caspo_lite.eval.runner import (
     RECORDS_FILE,
-    STRATEGIES,
     EvalSpec,
     ProblemEvaluated,
     iter_eval,
     read_records,
 )
+from caspo_lite.search import EVAL_DEFAULT_STRATEGIES
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--task", default="arith")
     ap.add_argument("--data", default=None, help="task data file (JSONL tasks)")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    ap.add_argument("--strategies", default=",".join(EVAL_DEFAULT_STRATEGIES))
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)

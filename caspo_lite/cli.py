@@ -24,10 +24,11 @@ from caspo_lite.errors import CaspoError
 from caspo_lite.event_stream import PROTOCOL, EventStream
 from caspo_lite.labeler_registry import LABELERS
 from caspo_lite.quiet import quiet_library_warnings
+from caspo_lite.registry import prose
 from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGIES
 from caspo_lite.tasks import TASKS
 
-SIGNAL_CHOICES = f"{', '.join(SIGNALS[:-1])} or {SIGNALS[-1]}"
+SIGNAL_CHOICES = prose(SIGNALS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from caspo_lite.errors import DataError
-from caspo_lite.labeler_registry import LABELERS as LABELER_REGISTRY
 from caspo_lite.labeler_registry import get_labeler
 from caspo_lite.labelers import StepVerdict, explain_solution
 from caspo_lite.numbers import normalize_number_text
@@ -30,8 +29,6 @@ from caspo_lite.structure import annotations
 from caspo_lite.tasks.base import Problem, Task
 from caspo_lite.tasks.data import read_jsonl
 from caspo_lite.tasks.gsm8k import parse_gold
-
-LABELERS = LABELER_REGISTRY.names
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,17 @@ so listing the names never loads torch or llama.cpp.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from caspo_lite.errors import CaspoError, ConfigError
 
 F = TypeVar("F", bound=Callable[..., object])
+
+
+def prose(names: Sequence[str], last: str = "or") -> str:
+    """Names as prose for help texts: ``"greedy, sc or cat"``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
 
 
 class Registry(Mapping[str, F], Generic[F]):
@@ -43,5 +48,4 @@ class Registry(Mapping[str, F], Generic[F]):
 
     def choices(self, last: str = "or") -> str:
         """The names as prose for help texts: ``"greedy, sc or cat"``."""
-        names = self.names
-        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+        return prose(self.names, last)

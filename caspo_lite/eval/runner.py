@@ -30,14 +30,13 @@ from caspo_lite.eval.report import render_markdown, summarize, summary_json
 from caspo_lite.eval.trace import StepTrace, rebuild_paths
 from caspo_lite.labelers import label_solution
 from caspo_lite.paths import atomic_write_text
-from caspo_lite.search import EVAL_DEFAULT_STRATEGIES, STRATEGY_NAMES, get_strategy, run_search
+from caspo_lite.search import STRATEGY_NAMES, get_strategy, run_search
 from caspo_lite.search.events import AnswerChosen, BranchStarted
 from caspo_lite.tasks import configured_task
 from caspo_lite.tasks.base import Problem, Task
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = EVAL_DEFAULT_STRATEGIES  # what an eval runs unless told; cat-verify only when asked
 RECORDS_FILE = "problems.jsonl"
 CONFIG_FILE = "eval_config.json"
 # Settings that must match for a resumed eval to continue the same experiment.
